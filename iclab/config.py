@@ -1,0 +1,64 @@
+"""Config plumbing shared by every part of iclab.
+
+Configs are frozen dataclasses. Each validates itself in ``__post_init__`` with
+:func:`require`, so a bad value fails at construction with a message that names the field
+and what would be valid. :func:`to_dict` / :func:`from_dict` round-trip a config through
+JSON, which is how a run folder stores its resolved config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config field holds a value outside its allowed range."""
+
+
+def require(ok: bool, field: str, value: Any, allowed: str) -> None:
+    """Raise :class:`ConfigError` naming ``field`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{field}={value!r} is invalid: {allowed}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Rebuild a config dataclass from :func:`to_dict` output, field by field.
+
+    Unknown keys raise :class:`ConfigError` naming the key, so a stale or hand-edited
+    ``config.json`` fails early instead of being silently ignored.
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    require(not unknown, f"{where}.{unknown[0] if unknown else ''}", None,
+            f"unknown field; valid fields are {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        field_type = _dataclass_in(hints[name])
+        if field_type is not None and isinstance(value, dict):
+            value = from_dict(field_type, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass type inside ``hint`` (``X`` or ``X | None``), if any."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if dataclasses.is_dataclass(arg):
+                return arg
+    return None

@@ -1,0 +1,12 @@
+"""Sequence models (Equinox modules) sharing one forward signature with named hook sites."""
+
+from iclab.models.attention import MultiHeadAttention, attention_mask
+from iclab.models.hooks import Hooks, Intervention, ablate_head, clamp, run_with_hooks
+from iclab.models.lsa import LinearSelfAttention, LSAConfig, gd_construction
+from iclab.models.transformer import Transformer, TransformerConfig
+
+__all__ = [
+    "Hooks", "Intervention", "LSAConfig", "LinearSelfAttention", "MultiHeadAttention",
+    "Transformer", "TransformerConfig", "ablate_head", "attention_mask", "clamp",
+    "gd_construction", "run_with_hooks",
+]

@@ -1,0 +1,102 @@
+"""Multi-head self-attention, linear or softmax, with named hook sites.
+
+One module serves both model families: the linear self-attention of von Oswald et al.
+(2022, eq. 4: ``e_i += Σ_h P_h V_h K_hᵀ q_{h,i}``, no softmax, no scaling) and the softmax
+attention of a standard transformer. Weights are stored as per-head matrices so the
+products the papers analyse, ``W_Kᵀ W_Q`` and ``P W_V``, are one einsum away.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from iclab.models.hooks import Hooks, call_hook
+
+
+def variance_scaling(key: PRNGKeyArray, shape: tuple[int, ...], scale: float, fan_in: int
+                     ) -> Array:
+    """Normal init with variance ``scale / fan_in`` (Haiku's ``VarianceScaling(scale)``)."""
+    return math.sqrt(scale / fan_in) * jax.random.normal(key, shape)
+
+
+class MultiHeadAttention(eqx.Module):
+    """Self-attention over one sequence.
+
+    ``mask[i, j]`` says whether position i may read position j. With ``softmax=False``
+    the pattern is the masked raw scores (linear attention); with ``softmax=True`` it is
+    the masked softmax of the scores.
+    """
+
+    query: Float[Array, "heads key d_model"]
+    key: Float[Array, "heads key d_model"]
+    value: Float[Array, "heads key d_model"]
+    output: Float[Array, "d_model heads_key"]
+    softmax: bool = eqx.field(static=True)
+    scaled: bool = eqx.field(static=True)
+
+    def __init__(self, d_model: int, n_heads: int, key_size: int, *, softmax: bool,
+                 scaled: bool, init_scale: float, key: PRNGKeyArray):
+        kq, kk, kv, ko = jax.random.split(key, 4)
+        shape = (n_heads, key_size, d_model)
+        self.query = variance_scaling(kq, shape, init_scale, d_model)
+        self.key = variance_scaling(kk, shape, init_scale, d_model)
+        self.value = variance_scaling(kv, shape, init_scale, d_model)
+        self.output = variance_scaling(ko, (d_model, n_heads * key_size), init_scale,
+                                       n_heads * key_size)
+        self.softmax = softmax
+        self.scaled = scaled
+
+    @property
+    def n_heads(self) -> int:
+        return self.query.shape[0]
+
+    def __call__(self, x: Float[Array, "seq d_model"], mask: Bool[Array, "seq seq"], *,
+                 hooks: Hooks | None = None, name: str = "attn"
+                 ) -> Float[Array, "seq d_model"]:
+        q = jnp.einsum("hkd,sd->hsk", self.query, x)
+        k = jnp.einsum("hkd,sd->hsk", self.key, x)
+        v = jnp.einsum("hkd,sd->hsk", self.value, x)
+        scores = jnp.einsum("hqk,hsk->hqs", q, k)
+        if self.scaled:
+            scores = scores / math.sqrt(q.shape[-1])
+        scores = call_hook(hooks, f"{name}.scores", scores)
+        if self.softmax:
+            pattern = jax.nn.softmax(jnp.where(mask, scores, -jnp.inf), axis=-1)
+        else:
+            pattern = jnp.where(mask, scores, 0.0)
+        pattern = call_hook(hooks, f"{name}.pattern", pattern)
+        z = call_hook(hooks, f"{name}.z", jnp.einsum("hqs,hsk->hqk", pattern, v))
+        out = jnp.einsum("dm,qm->qd", self.output, z.transpose(1, 0, 2).reshape(x.shape[0], -1))
+        return call_hook(hooks, f"{name}.out", out)
+
+    def kq_product(self) -> Float[Array, "heads d_model d_model"]:
+        """``W_Kᵀ W_Q`` per head: score(i, j) = e_jᵀ (W_Kᵀ W_Q) e_i."""
+        return jnp.einsum("hkd,hke->hde", self.key, self.query)
+
+    def pv_product(self) -> Float[Array, "heads d_model d_model"]:
+        """``P_h W_V,h`` per head: the map from a read token to what is written back."""
+        p = self.output.reshape(self.output.shape[0], self.n_heads, -1)
+        return jnp.einsum("dhk,hke->hde", p, self.value)
+
+
+MaskKind = Literal["context", "causal", "full"]
+
+
+def attention_mask(kind: MaskKind, seq: int) -> Bool[Array, "seq seq"]:
+    """Which positions each position may read.
+
+    ``"context"``: every position reads all positions but the last, the query (von Oswald
+    et al. 2022: keys and values come from the context tokens only). ``"causal"``:
+    position i reads positions ≤ i. ``"full"``: every position reads every position.
+    """
+    if kind == "context":
+        return jnp.broadcast_to(jnp.arange(seq) < seq - 1, (seq, seq))
+    if kind == "causal":
+        return jnp.tril(jnp.ones((seq, seq), bool))
+    return jnp.ones((seq, seq), bool)

@@ -1,0 +1,144 @@
+"""A small softmax transformer: read-in, positional code, blocks, read-out.
+
+GPT-2-shaped when ``causal``, ``layer_norm`` and ``mlp`` are on (Garg et al. 2022 use
+12 layers × 8 heads × width 256); attention-only, LayerNorm-free variants are what the
+induction-head papers study. Pre-LayerNorm blocks: ``x += attn(LN(x)); x += mlp(LN(x))``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from iclab.config import require
+from iclab.models.attention import MultiHeadAttention, attention_mask, variance_scaling
+from iclab.models.hooks import Hooks, call_hook
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Shape and options of a :class:`Transformer`.
+
+    Attributes:
+        d_model: residual width.
+        n_layers: blocks.
+        n_heads: heads per block; ``d_model`` must divide evenly among them.
+        causal: each position reads only itself and earlier positions.
+        layer_norm: pre-LayerNorm in each block and before the read-out.
+        mlp: a ReLU MLP (hidden 4 × d_model) after attention in each block.
+        positional: "learned" embeddings, fixed "sinusoidal" codes, or "none".
+        max_len: longest sequence the positional code covers.
+    """
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    causal: bool = True
+    layer_norm: bool = True
+    mlp: bool = True
+    positional: Literal["learned", "sinusoidal", "none"] = "learned"
+    max_len: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_layers", "n_heads", "max_len"):
+            value = getattr(self, name)
+            require(value >= 1, f"model.{name}", value, "must be an integer >= 1")
+        require(self.d_model % self.n_heads == 0, "model.n_heads", self.n_heads,
+                f"must divide model.d_model={self.d_model}")
+        require(self.positional in ("learned", "sinusoidal", "none"), "model.positional",
+                self.positional, "must be 'learned', 'sinusoidal' or 'none'")
+
+    def build(self, d_in: int, d_out: int, *, key: PRNGKeyArray) -> Transformer:
+        return Transformer(self, d_in, d_out, key=key)
+
+
+class Block(eqx.Module):
+    attn: MultiHeadAttention
+    mlp: eqx.nn.MLP | None
+    norm_attn: eqx.nn.LayerNorm | None
+    norm_mlp: eqx.nn.LayerNorm | None
+
+    def __init__(self, config: TransformerConfig, *, key: PRNGKeyArray):
+        k_attn, k_mlp = jax.random.split(key)
+        d = config.d_model
+        self.attn = MultiHeadAttention(d, config.n_heads, d // config.n_heads, softmax=True,
+                                       scaled=True, init_scale=1.0, key=k_attn)
+        self.mlp = (eqx.nn.MLP(d, d, 4 * d, depth=1, activation=jax.nn.relu, key=k_mlp)
+                    if config.mlp else None)
+        self.norm_attn = eqx.nn.LayerNorm(d) if config.layer_norm else None
+        self.norm_mlp = eqx.nn.LayerNorm(d) if config.layer_norm and config.mlp else None
+
+    def __call__(self, x: Float[Array, "seq d"], mask: Array, layer: int,
+                 hooks: Hooks | None) -> Float[Array, "seq d"]:
+        x = x + self.attn(_norm(self.norm_attn, x), mask, hooks=hooks,
+                          name=f"blocks.{layer}.attn")
+        if self.mlp is not None:
+            out = jax.vmap(self.mlp)(_norm(self.norm_mlp, x))
+            x = x + call_hook(hooks, f"blocks.{layer}.mlp.out", out)
+        return x
+
+
+class Transformer(eqx.Module):
+    """Read-in → (+ position) → blocks → (LayerNorm) → read-out, on one sequence."""
+
+    read_in: eqx.nn.Linear
+    position: Float[Array, "max_len d_model"] | None
+    blocks: tuple[Block, ...]
+    norm_out: eqx.nn.LayerNorm | None
+    read_out: eqx.nn.Linear
+    causal: bool = eqx.field(static=True)
+    fixed_position: bool = eqx.field(static=True)
+
+    def __init__(self, config: TransformerConfig, d_in: int, d_out: int, *,
+                 key: PRNGKeyArray):
+        k_in, k_pos, k_out, k_blocks = jax.random.split(key, 4)
+        d = config.d_model
+        self.read_in = eqx.nn.Linear(d_in, d, key=k_in)
+        if config.positional == "learned":
+            self.position = variance_scaling(k_pos, (config.max_len, d), 1.0, d)
+        elif config.positional == "sinusoidal":
+            self.position = sinusoidal_positions(config.max_len, d)
+        else:
+            self.position = None
+        self.blocks = tuple(Block(config, key=k) for k in jax.random.split(k_blocks,
+                                                                            config.n_layers))
+        self.norm_out = eqx.nn.LayerNorm(d) if config.layer_norm else None
+        self.read_out = eqx.nn.Linear(d, d_out, key=k_out)
+        self.causal = config.causal
+        self.fixed_position = config.positional == "sinusoidal"
+
+    def __call__(self, tokens: Float[Array, "seq d_in"], *, hooks: Hooks | None = None
+                 ) -> Float[Array, "seq d_out"]:
+        seq = tokens.shape[0]
+        x = jax.vmap(self.read_in)(tokens)
+        if self.position is not None:
+            if seq > self.position.shape[0]:
+                raise ValueError(f"sequence of {seq} tokens exceeds model.max_len="
+                                 f"{self.position.shape[0]}")
+            position = self.position[:seq]
+            x = x + (jax.lax.stop_gradient(position) if self.fixed_position else position)
+        mask = attention_mask("causal" if self.causal else "full", seq)
+        for layer, block in enumerate(self.blocks):
+            x = call_hook(hooks, f"blocks.{layer}.resid_pre", x)
+            x = block(x, mask, layer, hooks)
+            x = call_hook(hooks, f"blocks.{layer}.resid_post", x)
+        return jax.vmap(self.read_out)(_norm(self.norm_out, x))
+
+
+def sinusoidal_positions(max_len: int, d: int) -> Float[Array, "max_len d"]:
+    """The fixed sine/cosine code of Vaswani et al. (2017, §3.5)."""
+    position = jnp.arange(max_len)[:, None]
+    freq = jnp.exp(-math.log(10_000.0) * jnp.arange(0, d, 2) / d)
+    code = jnp.zeros((max_len, d))
+    code = code.at[:, 0::2].set(jnp.sin(position * freq))
+    return code.at[:, 1::2].set(jnp.cos(position * freq[: d // 2]))
+
+
+def _norm(norm: eqx.nn.LayerNorm | None, x: Array) -> Array:
+    return x if norm is None else jax.vmap(norm)(x)

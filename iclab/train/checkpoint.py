@@ -1,0 +1,66 @@
+"""Checkpoints as named arrays (``.npz``) plus JSON metadata — no pickle.
+
+Each leaf of a pytree is stored under its path (``jax.tree_util.keystr``), so a file can
+be inspected with plain NumPy, and loading into a template checks every name and shape.
+Files are written to a temporary name and renamed, so a crash mid-write leaves the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jax
+import numpy as np
+
+T = TypeVar("T")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, malformed, or does not fit the run's config."""
+
+
+def save_checkpoint(path: Path, tree: Any, metadata: dict[str, Any]) -> None:
+    """Write ``tree``'s array leaves to ``path`` (``.npz``) and ``metadata`` beside it."""
+    arrays = {jax.tree_util.keystr(p): np.asarray(leaf)
+              for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    _write_json_atomic(path.with_suffix(".json"), metadata)
+
+
+def load_checkpoint(path: Path, template: T) -> tuple[T, dict[str, Any]]:
+    """Fill ``template``'s leaves from ``path``; check every name, shape and dtype."""
+    meta_path = path.with_suffix(".json")
+    if not path.exists() or not meta_path.exists():
+        raise CheckpointError(f"no checkpoint at {path} (expected {path.name} and "
+                              f"{meta_path.name}); run without --resume to start afresh")
+    try:
+        stored = np.load(path, allow_pickle=False)
+        metadata = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable iclab checkpoint ({error})") from error
+    leaves = []
+    paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    for key_path, leaf in paths_and_leaves:
+        name = jax.tree_util.keystr(key_path)
+        if name not in stored:
+            raise CheckpointError(f"{path}: has no array {name!r}; it was written by a "
+                                  "different model or optimiser config")
+        value = stored[name]
+        if value.shape != np.shape(leaf) or value.dtype != np.asarray(leaf).dtype:
+            raise CheckpointError(f"{path}: array {name!r} is {value.dtype}{list(value.shape)}, "
+                                  f"the config expects {np.asarray(leaf).dtype}"
+                                  f"{list(np.shape(leaf))}")
+        leaves.append(value)
+    return jax.tree_util.tree_unflatten(treedef, leaves), metadata
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp.json")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,207 @@
+"""Meta-training as compiled chunks of steps, with seeds as a ``vmap`` axis.
+
+One step draws a fresh batch of episodes from ``fold_in(data_key, step)`` *inside* the
+compiled function, takes the loss through the prompt format, and applies the optimiser. A
+chunk is ``lax.scan`` over ``eval_every`` steps, vmapped over seeds, so S seeds train in
+one compiled program and seed i's numbers do not depend on which other seeds run beside it.
+The host loop (:func:`fit`) only evaluates, checkpoints and draws the progress bar between
+chunks. Because the data key of a step depends on the step number alone, a run resumed from
+a checkpoint draws exactly the batches the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+from jaxtyping import Array, Float, PRNGKeyArray
+from tqdm.auto import tqdm
+
+from iclab.algorithms.learner import ModelLearner
+from iclab.formats.regression import Format
+from iclab.models.hooks import Intervention
+from iclab.tasks.episode import RegressionEpisode
+from iclab.tasks.linear_regression import LinearRegression
+from iclab.train.checkpoint import load_checkpoint, save_checkpoint
+from iclab.train.config import TrainConfig
+from iclab.train.optim import make_optimizer
+
+ModelFactory = Callable[[PRNGKeyArray], eqx.Module]
+
+
+class TrainState(eqx.Module):
+    """Everything that changes during training, as arrays (one leading axis per seed)."""
+
+    params: Any
+    opt_state: Any
+    step: Array
+    data_key: Array  # raw key data, so checkpoints are plain integer arrays
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+
+def episode_loss(model: eqx.Module, format: Format, episode: RegressionEpisode,
+                 interventions: Mapping[str, Intervention] | None = None
+                 ) -> Float[Array, ""]:
+    """½·mean squared error over every prediction the format reads out of one episode."""
+    predictions = ModelLearner(model, format, interventions).predictions(episode)
+    return 0.5 * jnp.mean((predictions - format.targets(episode)) ** 2)
+
+
+class Trainer:
+    """Compiled init, training chunks and evaluation for one task, format and model.
+
+    ``interventions`` (see :mod:`iclab.models.hooks`) apply at every forward pass of
+    training, e.g. to ablate a head or clamp an attention pattern while the model learns.
+    """
+
+    def __init__(self, task: LinearRegression, format: Format, build_model: ModelFactory,
+                 config: TrainConfig,
+                 interventions: Mapping[str, Intervention] | None = None):
+        self.task, self.format, self.config = task, format, config
+        self.build_model = build_model
+        self.interventions = interventions
+        self.optimizer = make_optimizer(config)
+        self.static = eqx.partition(build_model(jax.random.key(0)), eqx.is_array)[1]
+        self.run_chunk = jax.jit(jax.vmap(self._chunk, in_axes=(0, None)), static_argnums=1)
+        self.evaluate = jax.jit(jax.vmap(self._evaluate, in_axes=(0, None)))
+
+    def init(self, seeds: list[int]) -> TrainState:
+        """Fresh states for ``seeds``; seed s always gets the same init and data stream."""
+        return jax.vmap(self._init_one)(jnp.asarray(seeds))
+
+    def model(self, params: Any) -> eqx.Module:
+        """The model with ``params`` (of one seed, or of all seeds along axis 0)."""
+        return eqx.combine(params, self.static)
+
+    def _init_one(self, seed: Array) -> TrainState:
+        init_key, data_key = jax.random.split(jax.random.key(seed))
+        params = eqx.filter(self.build_model(init_key), eqx.is_array)
+        return TrainState(params=params, opt_state=self.optimizer.init(params),
+                          step=jnp.zeros((), jnp.int32), data_key=jax.random.key_data(data_key))
+
+    def _batch_loss(self, params: Any, episodes: RegressionEpisode) -> Float[Array, ""]:
+        model = self.model(params)
+        losses = jax.vmap(lambda e: episode_loss(model, self.format, e, self.interventions))(
+            episodes)
+        return jnp.mean(losses)
+
+    def _step(self, state: TrainState, _: None) -> tuple[TrainState, dict[str, Array]]:
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.data_key), state.step)
+        episodes = self.task.sample(key, self.config.batch_size)
+        loss, grads = jax.value_and_grad(self._batch_loss)(state.params, episodes)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = TrainState(params, opt_state, state.step + 1, state.data_key)
+        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+    def _chunk(self, state: TrainState, n_steps: int) -> tuple[TrainState, dict[str, Array]]:
+        return jax.lax.scan(self._step, state, None, length=n_steps)
+
+    def _evaluate(self, params: Any, episodes: RegressionEpisode) -> Float[Array, ""]:
+        return self._batch_loss(params, episodes)
+
+
+def fit(trainer: Trainer, seeds: list[int], eval_episodes: RegressionEpisode,
+        out_dir: Path | None = None, resume: bool = False, progress: bool = True
+        ) -> tuple[TrainState, pd.DataFrame, pd.DataFrame]:
+    """Train ``seeds`` to ``config.steps``; return the final state and the metric tables.
+
+    With ``out_dir``, writes ``checkpoint.npz``/``.json`` and ``train_metrics.parquet``/
+    ``eval_metrics.parquet`` every ``checkpoint_every`` steps; ``resume=True`` continues
+    from them. A non-finite loss stops the run with :class:`NonFiniteLossError` after
+    saving the last good state.
+    """
+    config = trainer.config
+    state = trainer.init(seeds)
+    train_rows: list[pd.DataFrame] = []
+    eval_rows: list[pd.DataFrame] = []
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume=True needs the run folder (out_dir) to resume from")
+        state, train_rows, eval_rows = _restore(out_dir, state, seeds)
+    step = int(state.step[0])
+    if step == 0:
+        eval_rows.append(_eval_frame(trainer, state, eval_episodes, seeds, step))
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, unit="step",
+               desc="training", dynamic_ncols=True)
+    while step < config.steps:
+        n_steps = min(config.eval_every, config.steps - step)
+        started = time.perf_counter()
+        new_state, metrics = trainer.run_chunk(state, n_steps)
+        losses = np.asarray(metrics["loss"])  # (seeds, n_steps); one host sync per chunk
+        if not np.all(np.isfinite(losses)):
+            _stop_on_non_finite(losses, step, seeds, state, out_dir, train_rows, eval_rows)
+        state, step = new_state, step + n_steps
+        train_rows.append(_train_frame(metrics, seeds, step - n_steps))
+        eval_rows.append(_eval_frame(trainer, state, eval_episodes, seeds, step))
+        if out_dir is not None and (step % config.checkpoint_every == 0 or step == config.steps):
+            _save(out_dir, state, seeds, train_rows, eval_rows)
+        elapsed = time.perf_counter() - started
+        bar.set_postfix(loss=f"{losses[:, -1].mean():.4f}",
+                        tasks_per_s=f"{n_steps * config.batch_size * len(seeds) / elapsed:.3g}")
+        bar.update(n_steps)
+    bar.close()
+    return state, _concat(train_rows), _concat(eval_rows)
+
+
+def _train_frame(metrics: dict[str, Array], seeds: list[int], first_step: int) -> pd.DataFrame:
+    n_steps = metrics["loss"].shape[1]
+    columns = {name: np.asarray(value).ravel() for name, value in metrics.items()}
+    return pd.DataFrame({"step": np.tile(np.arange(first_step + 1, first_step + n_steps + 1),
+                                         len(seeds)),
+                         "seed": np.repeat(seeds, n_steps), **columns})
+
+
+def _eval_frame(trainer: Trainer, state: TrainState, episodes: RegressionEpisode,
+                seeds: list[int], step: int) -> pd.DataFrame:
+    losses = np.asarray(trainer.evaluate(state.params, episodes))
+    return pd.DataFrame({"step": step, "seed": seeds, "eval_loss": losses})
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _save(out_dir: Path, state: TrainState, seeds: list[int], train_rows: list[pd.DataFrame],
+          eval_rows: list[pd.DataFrame]) -> None:
+    step = int(state.step[0])
+    _concat(train_rows).to_parquet(out_dir / "train_metrics.parquet")
+    _concat(eval_rows).to_parquet(out_dir / "eval_metrics.parquet")
+    save_checkpoint(out_dir / "checkpoint.npz", state, {"step": step, "seeds": seeds})
+
+
+def _restore(out_dir: Path, template: TrainState, seeds: list[int]
+             ) -> tuple[TrainState, list[pd.DataFrame], list[pd.DataFrame]]:
+    state, metadata = load_checkpoint(out_dir / "checkpoint.npz", template)
+    if metadata.get("seeds") != seeds:
+        raise ValueError(f"{out_dir}/checkpoint.json holds seeds {metadata.get('seeds')}, "
+                         f"not the requested {seeds}")
+    step = metadata["step"]
+    train = pd.read_parquet(out_dir / "train_metrics.parquet")
+    evals = pd.read_parquet(out_dir / "eval_metrics.parquet")
+    return (jax.tree.map(jnp.asarray, state), [train[train.step <= step]],
+            [evals[evals.step <= step]])
+
+
+def _stop_on_non_finite(losses: np.ndarray, step: int, seeds: list[int], last_good: TrainState,
+                        out_dir: Path | None, train_rows: list[pd.DataFrame],
+                        eval_rows: list[pd.DataFrame]) -> None:
+    seed_index, offset = np.argwhere(~np.isfinite(losses))[0]
+    where = "nothing was saved (no run folder)"
+    if out_dir is not None:
+        _save(out_dir, last_good, seeds, train_rows, eval_rows)
+        where = f"the last good state (step {step}) is saved in {out_dir}/checkpoint.npz"
+    raise NonFiniteLossError(
+        f"loss became {losses[seed_index, offset]} at step {step + offset + 1} for seed "
+        f"{seeds[seed_index]}; {where}. Lower train.lr or set train.grad_clip.")
