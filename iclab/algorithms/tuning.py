@@ -30,7 +30,7 @@ def log_grid_search(build: Callable[[Float[Array, " p"]], Learner], episodes: Re
     loss_at = eqx.filter_jit(lambda grid: jax.lax.map(
         lambda log_params: query_loss(build(jnp.exp(log_params)), episodes), grid))
     for _ in range(rounds):
-        axes = [jnp.linspace(lo, hi, points) for lo, hi in zip(log_low, log_high)]
+        axes = [jnp.linspace(lo, hi, points) for lo, hi in zip(log_low, log_high, strict=True)]
         grid = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
         losses = loss_at(grid)
         best = grid[jnp.argmin(losses)]

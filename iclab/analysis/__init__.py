@@ -1,7 +1,10 @@
 """Metrics as pure functions: per-example values, the caller reduces."""
 
 from iclab.analysis.comparison import (
-    prediction_difference, sensitivities, sensitivity_cosine, sensitivity_difference,
+    prediction_difference,
+    sensitivities,
+    sensitivity_cosine,
+    sensitivity_difference,
     squared_prediction_difference,
 )
 from iclab.analysis.curves import icl_curve, shift_curve

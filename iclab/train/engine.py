@@ -103,7 +103,7 @@ class Trainer:
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_state = TrainState(params, opt_state, state.step + 1, state.data_key)
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new_state, {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads)}
 
     def _chunk(self, state: TrainState, n_steps: int) -> tuple[TrainState, dict[str, Array]]:
         return jax.lax.scan(self._step, state, None, length=n_steps)

@@ -1,0 +1,29 @@
+"""Shared matplotlib set-up: a headless backend and one way to save a figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+COLORS = {"model": "#1f77b4", "gd": "#d62728", "gdpp": "#9467bd", "lsq": "#2ca02c",
+          "zero": "#7f7f7f", "construction": "#d62728"}
+
+
+def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.5, height: float = 3.5
+             ) -> tuple[Figure, list[plt.Axes]]:
+    """A figure with a flat list of axes, each ``width`` × ``height`` inches."""
+    figure, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                                squeeze=False)
+    return figure, list(axes.ravel())
+
+
+def save(figure: Figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

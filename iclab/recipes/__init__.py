@@ -1,0 +1,6 @@
+"""Recipes: one module per published result, registered by name."""
+
+from iclab.recipes import von_oswald
+from iclab.recipes.registry import RECIPES, Recipe, get_recipe
+
+__all__ = ["RECIPES", "Recipe", "get_recipe", "von_oswald"]
