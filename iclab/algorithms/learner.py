@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import equinox as eqx
 import jax
@@ -27,8 +28,25 @@ class Learner(eqx.Module):
         """The prediction ŷ for ``episode.query_x``."""
 
 
+@runtime_checkable
+class ComputesRows(Protocol):
+    """A model that can compute its outputs at some positions only, cheaper than all.
+
+    ``outputs_at(tokens, positions)`` equals ``model(tokens)[positions]`` up to float
+    rounding (e.g. :meth:`~iclab.models.LinearSelfAttention.outputs_at`).
+    """
+
+    def outputs_at(self, tokens: Float[Array, "seq d_in"], positions: slice
+                   ) -> Float[Array, "rows d_out"]: ...
+
+
 class ModelLearner(Learner):
-    """A sequence model read through a prompt format, optionally with interventions."""
+    """A sequence model read through a prompt format, optionally with interventions.
+
+    Without interventions, a model that :class:`ComputesRows` computes only the outputs
+    the format reads (``format.readout``); interventions need every hook site, so they
+    run the full forward pass.
+    """
 
     model: eqx.Module
     format: Format = eqx.field(static=True)
@@ -42,6 +60,8 @@ class ModelLearner(Learner):
         tokens = self.format.encode(episode)
         if self.interventions:
             outputs, _ = run_with_hooks(self.model, tokens, interventions=self.interventions)
+        elif isinstance(self.model, ComputesRows):
+            outputs = self.model.outputs_at(tokens, self.format.readout)
         else:
             outputs = self.model(tokens)
         return self.format.decode(outputs)

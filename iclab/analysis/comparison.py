@@ -8,6 +8,7 @@ its implicit weights. Akyürek et al. (2022) call the mean squared prediction di
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -16,18 +17,21 @@ from iclab.algorithms.learner import Learner, predict
 from iclab.tasks.episode import RegressionEpisode
 
 
+@eqx.filter_jit
 def prediction_difference(a: Learner, b: Learner, episodes: RegressionEpisode
                           ) -> Float[Array, " batch"]:
     """|ŷ_a − ŷ_b| per episode."""
     return jnp.abs(predict(a, episodes) - predict(b, episodes))
 
 
+@eqx.filter_jit
 def squared_prediction_difference(a: Learner, b: Learner, episodes: RegressionEpisode
                                   ) -> Float[Array, " batch"]:
     """(ŷ_a − ŷ_b)² per episode; its mean is Akyürek et al.'s SPD."""
     return (predict(a, episodes) - predict(b, episodes)) ** 2
 
 
+@eqx.filter_jit
 def sensitivities(learner: Learner, episodes: RegressionEpisode) -> Float[Array, "batch d"]:
     """∂ŷ/∂x_q per episode: the implicit linear weights a learner applies to the query."""
 

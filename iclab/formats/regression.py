@@ -8,6 +8,8 @@ query's, so metrics that compare a model with a classical algorithm read ``[-1]`
 from __future__ import annotations
 
 import abc
+import dataclasses
+from typing import ClassVar
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -16,7 +18,14 @@ from iclab.tasks.episode import RegressionEpisode
 
 
 class Format(abc.ABC):
-    """Episode → tokens, and model outputs → predictions."""
+    """Episode → tokens, and model outputs → predictions.
+
+    ``readout`` is the slice of positions whose outputs :meth:`decode` reads: ``decode``
+    must give the same predictions from ``outputs[readout]`` as from ``outputs``, so a
+    model may compute those rows alone (see :class:`~iclab.algorithms.ModelLearner`).
+    """
+
+    readout: ClassVar[slice] = slice(None)
 
     @abc.abstractmethod
     def token_dim(self, dim: int) -> int:
@@ -35,12 +44,15 @@ class Format(abc.ABC):
         """The true values of :meth:`decode`'s predictions."""
 
 
+@dataclasses.dataclass(frozen=True)  # equal and hashable: formats are static fields
 class PairTokens(Format):
     """von Oswald et al. (2022): tokens ``e_j = [x_j; y_j]``, query ``[x_q; 0]``.
 
     The prediction is minus the query's last coordinate after the model, so a model that
     writes the GD residual ``y − ŷ`` into the y-slot (the paper's construction) reads out ŷ.
     """
+
+    readout = slice(-1, None)  # the query token alone
 
     def token_dim(self, dim: int) -> int:
         return dim + 1
@@ -57,6 +69,7 @@ class PairTokens(Format):
         return episode.query_y[None]
 
 
+@dataclasses.dataclass(frozen=True)
 class InterleavedTokens(Format):
     """Garg et al. (2022): ``x_1, [y_1, 0…], …, x_N, [y_N, 0…], x_q`` (width d).
 

@@ -33,7 +33,7 @@ class TransformerConfig:
         layer_norm: pre-LayerNorm in each block and before the read-out.
         mlp: a ReLU MLP (hidden 4 × d_model) after attention in each block.
         positional: "learned" embeddings, fixed "sinusoidal" codes, or "none".
-        max_len: longest sequence the positional code covers.
+        max_len: longest sequence learned positions cover.
     """
 
     d_model: int = 64
@@ -93,25 +93,21 @@ class Transformer(eqx.Module):
     norm_out: eqx.nn.LayerNorm | None
     read_out: eqx.nn.Linear
     causal: bool = eqx.field(static=True)
-    fixed_position: bool = eqx.field(static=True)
+    positional: str = eqx.field(static=True)
 
     def __init__(self, config: TransformerConfig, d_in: int, d_out: int, *,
                  key: PRNGKeyArray):
         k_in, k_pos, k_out, k_blocks = jax.random.split(key, 4)
         d = config.d_model
         self.read_in = eqx.nn.Linear(d_in, d, key=k_in)
-        if config.positional == "learned":
-            self.position = variance_scaling(k_pos, (config.max_len, d), 1.0, d)
-        elif config.positional == "sinusoidal":
-            self.position = sinusoidal_positions(config.max_len, d)
-        else:
-            self.position = None
+        self.position = (variance_scaling(k_pos, (config.max_len, d), 1.0, d)
+                         if config.positional == "learned" else None)
         self.blocks = tuple(Block(config, key=k) for k in jax.random.split(k_blocks,
                                                                             config.n_layers))
         self.norm_out = eqx.nn.LayerNorm(d) if config.layer_norm else None
         self.read_out = eqx.nn.Linear(d, d_out, key=k_out)
         self.causal = config.causal
-        self.fixed_position = config.positional == "sinusoidal"
+        self.positional = config.positional
 
     def __call__(self, tokens: Float[Array, "seq d_in"], *, hooks: Hooks | None = None
                  ) -> Float[Array, "seq d_out"]:
@@ -121,8 +117,9 @@ class Transformer(eqx.Module):
             if seq > self.position.shape[0]:
                 raise ValueError(f"sequence of {seq} tokens exceeds model.max_len="
                                  f"{self.position.shape[0]}")
-            position = self.position[:seq]
-            x = x + (jax.lax.stop_gradient(position) if self.fixed_position else position)
+            x = x + self.position[:seq]
+        elif self.positional == "sinusoidal":  # computed, not stored: no optimiser touches it
+            x = x + sinusoidal_positions(seq, x.shape[-1])
         mask = attention_mask("causal" if self.causal else "full", seq)
         for layer, block in enumerate(self.blocks):
             x = call_hook(hooks, f"blocks.{layer}.resid_pre", x)

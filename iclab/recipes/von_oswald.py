@@ -19,6 +19,7 @@ import pandas as pd
 
 from iclab.algorithms import (
     GDPlusPlus,
+    Learner,
     ModelLearner,
     Ridge,
     ZeroPredictor,
@@ -41,7 +42,7 @@ from iclab.models import LinearSelfAttention, LSAConfig, gd_construction
 from iclab.plotting import COLORS, save, subplots
 from iclab.recipes.registry import Recipe, claim, register
 from iclab.store import RunStore
-from iclab.tasks import LinearRegression
+from iclab.tasks import LinearRegression, RegressionEpisode
 from iclab.train import TrainConfig, Trainer, fit
 
 
@@ -104,20 +105,15 @@ def run(config: VonOswaldConfig, store: RunStore, resume: bool, progress: bool) 
               for i in range(config.seeds)]
     learners = [ModelLearner(model, fmt) for model in models]
 
-    # Model vs GD on the fixed evaluation set (§3: "preds diff", "model cos", "model diff").
-    gd_sensitivity = sensitivities(gd, eval_episodes)
-    per_seed = []
-    for model, learner in zip(models, learners, strict=True):
-        model_sensitivity = sensitivities(learner, eval_episodes)
-        per_seed.append({
-            "model_loss": float(query_loss(learner, eval_episodes)),
-            "preds_diff": float(prediction_difference(learner, gd, eval_episodes).mean()),
-            "model_cos": float(sensitivity_cosine(model_sensitivity, gd_sensitivity).mean()),
-            "model_diff": float(sensitivity_difference(model_sensitivity,
-                                                       gd_sensitivity).mean()),
-            **weight_errors(model, config.model),
-        })
-    headline = {key: float(np.mean([s[key] for s in per_seed])) for key in per_seed[0]}
+    # Model vs GD (and GD++) on the fixed evaluation set (§3: "preds diff", "model cos",
+    # "model diff"; §4: deeper models are closer to GD++).
+    per_seed = [{**compare(learner, gd, eval_episodes),
+                 **{f"{key}_gdpp": value
+                    for key, value in compare(learner, gdpp, eval_episodes).items()},
+                 "model_loss": float(query_loss(learner, eval_episodes)),
+                 **weight_errors(model, config.model)}
+                for model, learner in zip(models, learners, strict=True)]
+    headline = {key: _mean_over_seeds(per_seed, key) for key in per_seed[0]}
     headline.update({f"{name}_loss": float(query_loss(learner, eval_episodes))
                      for name, learner in baselines.items()})
     headline.update(gd_eta=float(gd.eta), gdpp_eta=float(gdpp.eta),
@@ -146,16 +142,34 @@ def run(config: VonOswaldConfig, store: RunStore, resume: bool, progress: bool) 
             "per_seed": per_seed, "claims": claims(headline, config.model)}
 
 
-def weight_errors(model: LinearSelfAttention, config: LSAConfig) -> dict[str, float]:
+def compare(model: ModelLearner, algorithm: Learner, episodes: RegressionEpisode
+            ) -> dict[str, float]:
+    """Mean |ŷ difference|, sensitivity cosine and sensitivity distance (§3)."""
+    model_sensitivity = sensitivities(model, episodes)
+    algorithm_sensitivity = sensitivities(algorithm, episodes)
+    return {
+        "preds_diff": float(prediction_difference(model, algorithm, episodes).mean()),
+        "model_cos": float(sensitivity_cosine(model_sensitivity, algorithm_sensitivity).mean()),
+        "model_diff": float(sensitivity_difference(model_sensitivity,
+                                                   algorithm_sensitivity).mean()),
+    }
+
+
+def _mean_over_seeds(per_seed: list[dict], key: str) -> float | None:
+    values = [seed[key] for seed in per_seed]
+    return None if values[0] is None else float(np.mean(values))
+
+
+def weight_errors(model: LinearSelfAttention, config: LSAConfig) -> dict[str, float | None]:
     """Relative error, after the best scale, of each layer's products vs. Prop. 1.
 
     W_KᵀW_Q is compared with the x-block selector diag(I_d, 0); for P W_V only the row that
     writes into the y-slot is compared with (0, …, 0, −1), since the other rows cannot
     affect a 1-layer prediction (they stay at their init) and in deeper models hold GD++'s
-    −γI. Defined for single-head linear attention only.
+    −γI. Defined for single-head linear attention only (``None`` otherwise).
     """
     if config.n_heads != 1 or config.attention != "linear":
-        return {}
+        return dict.fromkeys(("kq_rel_error", "pv_rel_error", "weights_rel_error"))
     d_model = model.layers[0].query.shape[-1]
     target_kq = jnp.diag(jnp.ones(d_model).at[-1].set(0.0))
     target_pv_row = jnp.zeros(d_model).at[-1].set(-1.0)
@@ -169,10 +183,21 @@ def weight_errors(model: LinearSelfAttention, config: LSAConfig) -> dict[str, fl
 
 def claims(headline: dict[str, float], model: LSAConfig) -> dict[str, dict]:
     """The paper's claims for the configuration that was run, tested in numbers."""
-    if model.n_layers != 1 or model.attention != "linear" or model.n_heads != 1:
-        gap = headline["model_loss"] / headline["gd_loss"]
-        return {"beats_gd": claim(f"K={model.n_layers} layers: model loss <= 1.02 x loss of "
-                                  f"{model.n_layers} tuned GD steps", gap, gap <= 1.02)}
+    k = model.n_layers
+    if k > 1:
+        ratio = headline["model_loss"] / headline["gdpp_loss"]
+        closer = headline["model_cos_gdpp"] - headline["model_cos"]
+        return {
+            "loss_at_most_gdpp": claim(f"model_loss <= 1.02 x loss of {k} tuned GD++ steps",
+                                       ratio, ratio <= 1.02),
+            "closer_to_gdpp_than_gd": claim(
+                "sensitivity cosine with GD++ exceeds that with GD (model_cos_gdpp - model_cos)",
+                closer, closer > 0),
+        }
+    if model.attention != "linear" or model.n_heads != 1:
+        ratio = headline["model_loss"] / headline["gd_loss"]
+        return {"loss_at_most_gd": claim("model_loss <= 1.02 x loss of one tuned GD step",
+                                         ratio, ratio <= 1.02)}
     gap = abs(headline["model_loss"] / headline["gd_loss"] - 1)
     return {
         "loss_matches_gd": claim("|model_loss / gd_loss - 1| <= 0.02", gap, gap <= 0.02),
@@ -203,7 +228,8 @@ def _loss_curves(store: RunStore, results: dict, train: pd.DataFrame, evals: pd.
                 label="model (eval)" if seed == evals.seed.min() else None)
     for name, loss in zip(("gd", "gdpp", "lsq", "zero"), results["baseline_losses"],
                           strict=True):
-        if name != "lsq":
+        gdpp_differs = loss < results["baseline_losses"][0]  # GD++ is GD for one step
+        if name in ("gd", "zero") or (name == "gdpp" and gdpp_differs):
             ax.axhline(loss, color=COLORS[name], ls="--", label=f"{name} = {loss:.3f}")
     ax.set(xlabel="training step", ylabel="query loss (½·MSE)", yscale="log",
            title="Trained LSA vs. tuned GD")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,9 +41,11 @@ def load_checkpoint(path: Path, template: T) -> tuple[T, dict[str, Any]]:
         raise CheckpointError(f"no checkpoint at {path} (expected {path.name} and "
                               f"{meta_path.name}); run without --resume to start afresh")
     try:
-        stored = np.load(path, allow_pickle=False)
+        # Our own handle: np.load leaks its file when the archive is not a valid zip.
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+            stored = {name: archive[name] for name in archive.files}
         metadata = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path}: not a readable iclab checkpoint ({error})") from error
     leaves = []
     paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)

@@ -197,7 +197,8 @@ def _restore(out_dir: Path, template: TrainState, seeds: list[int]
 def _stop_on_non_finite(losses: np.ndarray, step: int, seeds: list[int], last_good: TrainState,
                         out_dir: Path | None, train_rows: list[pd.DataFrame],
                         eval_rows: list[pd.DataFrame]) -> None:
-    seed_index, offset = np.argwhere(~np.isfinite(losses))[0]
+    bad = np.argwhere(~np.isfinite(losses))  # (seed index, step offset) pairs
+    seed_index, offset = bad[np.argmin(bad[:, 1])]  # the earliest step
     where = "nothing was saved (no run folder)"
     if out_dir is not None:
         _save(out_dir, last_good, seeds, train_rows, eval_rows)

@@ -1,0 +1,131 @@
+"""Config validation (errors name the field) and the to_dict / from_dict round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from iclab.config import ConfigError, from_dict, to_dict
+from iclab.models import LSAConfig, TransformerConfig
+from iclab.tasks import LinearRegression
+from iclab.train import TrainConfig
+
+INVALID: list[tuple[type, dict[str, Any], str]] = [
+    (LinearRegression, {"dim": 0}, "task.dim"),
+    (LinearRegression, {"n_context": 0}, "task.n_context"),
+    (LinearRegression, {"x_scale": 0.0}, "task.x_scale"),
+    (LinearRegression, {"w_scale": -1.0}, "task.w_scale"),
+    (LinearRegression, {"noise_std": -0.1}, "task.noise_std"),
+    (LinearRegression, {"pool_size": 0}, "task.pool_size"),
+    (LSAConfig, {"n_layers": 0}, "model.n_layers"),
+    (LSAConfig, {"n_heads": 0}, "model.n_heads"),
+    (LSAConfig, {"key_size": 0}, "model.key_size"),
+    (LSAConfig, {"init_scale": 0.0}, "model.init_scale"),
+    (TransformerConfig, {"d_model": 0}, "model.d_model"),
+    (TransformerConfig, {"n_layers": 0}, "model.n_layers"),
+    (TransformerConfig, {"n_heads": 0}, "model.n_heads"),
+    (TransformerConfig, {"d_model": 10, "n_heads": 4}, "model.n_heads"),  # 4 ∤ 10
+    (TransformerConfig, {"max_len": 0}, "model.max_len"),
+    (TrainConfig, {"steps": 0}, "train.steps"),
+    (TrainConfig, {"batch_size": 0}, "train.batch_size"),
+    (TrainConfig, {"lr": 0.0}, "train.lr"),
+    (TrainConfig, {"b1": 1.0}, "train.b1"),
+    (TrainConfig, {"b2": -0.5}, "train.b2"),
+    (TrainConfig, {"eps": 0.0}, "train.eps"),
+    (TrainConfig, {"weight_decay": -1e-4}, "train.weight_decay"),
+    (TrainConfig, {"warmup_steps": -1}, "train.warmup_steps"),
+    (TrainConfig, {"grad_clip": 0.0}, "train.grad_clip"),
+    (TrainConfig, {"eval_every": 0}, "train.eval_every"),
+    (TrainConfig, {"eval_size": 0}, "train.eval_size"),
+    (TrainConfig, {"eval_every": 30, "checkpoint_every": 100}, "train.checkpoint_every"),
+]
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "field"), INVALID,
+                         ids=[f"{field}={kw}" for _, kw, field in INVALID])
+def test_invalid_values_name_the_field(cls, kwargs, field):
+    with pytest.raises(ConfigError, match=rf"^{field}="):
+        cls(**kwargs)
+
+
+# Literal-typed fields: under the test suite's runtime type checker a bad literal fails the
+# type check before __post_init__ runs, so call the validation itself on a copy whose field
+# was overwritten (this is what a user without the type checker hits).
+INVALID_LITERALS: list[tuple[type, str, str]] = [
+    (LinearRegression, "x_distribution", "task.x_distribution"),
+    (LSAConfig, "attention", "model.attention"),
+    (LSAConfig, "mask", "model.mask"),
+    (TransformerConfig, "positional", "model.positional"),
+    (TrainConfig, "optimizer", "train.optimizer"),
+]
+
+
+@pytest.mark.parametrize(("cls", "name", "field"), INVALID_LITERALS,
+                         ids=[field for _, _, field in INVALID_LITERALS])
+def test_invalid_literals_name_the_field(cls, name, field):
+    config = cls()
+    object.__setattr__(config, name, "bogus")
+    with pytest.raises(ConfigError, match=rf"^{field}='bogus'"):
+        config.__post_init__()
+
+
+def test_valid_edge_values_are_accepted():
+    LinearRegression(dim=1, n_context=1, noise_std=0.0, pool_size=1)
+    LSAConfig(n_layers=1, key_size=1)
+    TransformerConfig(d_model=6, n_heads=3, max_len=1)
+    TrainConfig(b1=0.0, warmup_steps=0, eval_every=5, checkpoint_every=10)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    task: LinearRegression = dataclasses.field(default_factory=LinearRegression)
+    model: LSAConfig = dataclasses.field(default_factory=LSAConfig)
+    transformer: TransformerConfig | None = None
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    seeds: tuple[int, ...] = (0,)
+
+
+def _example_run() -> _Run:
+    return _Run(
+        task=LinearRegression(dim=5, n_context=7, x_distribution="gaussian", noise_std=0.5,
+                              pool_size=64, pool_seed=3),
+        model=LSAConfig(n_layers=3, tied=True, key_size=4, init_scale=0.01),
+        transformer=TransformerConfig(d_model=16, n_heads=4, positional="sinusoidal"),
+        train=TrainConfig(steps=100, lr=3e-4, grad_clip=1.0, eval_every=10,
+                          checkpoint_every=50, optimizer="adamw"),
+        seeds=(1, 2, 3),
+    )
+
+
+def test_round_trip_nested_config():
+    run = _example_run()
+    data = to_dict(run)
+    assert data["task"]["dim"] == 5 and data["train"]["grad_clip"] == 1.0
+    assert from_dict(_Run, data) == run
+    # Through JSON, as a run folder stores it (tuples come back as lists).
+    assert from_dict(_Run, json.loads(json.dumps(data))) == run
+    # Optional nested configs that are None stay None.
+    plain = _Run()
+    assert from_dict(_Run, json.loads(json.dumps(to_dict(plain)))) == plain
+    # Leaf configs round-trip on their own too.
+    for config in (run.task, run.model, run.transformer, run.train):
+        assert from_dict(type(config), to_dict(config)) == config
+
+
+def test_unknown_keys_name_the_key():
+    data = to_dict(_example_run())
+    with pytest.raises(ConfigError, match=r"config\.bogus"):
+        from_dict(_Run, {**data, "bogus": 1})
+    data["train"]["stepz"] = 3
+    with pytest.raises(ConfigError, match=r"config\.train\.stepz"):
+        from_dict(_Run, data)
+
+
+def test_from_dict_validates_values():
+    data = to_dict(_example_run())
+    data["task"]["dim"] = 0
+    with pytest.raises(ConfigError, match=r"task\.dim"):
+        from_dict(_Run, data)
