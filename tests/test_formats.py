@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iclab.formats import InterleavedTokens, PairTokens, format_named
+from iclab.formats import InterleavedTokens, PairTokens
 from iclab.tasks import RegressionEpisode
 
 
@@ -64,10 +64,3 @@ def test_interleaved_tokens_decode_and_targets(episode):
     # First coordinate at every x position (even indices), the query's last.
     np.testing.assert_array_equal(fmt.decode(outputs), np.array([0.0, 4.0, 8.0, 12.0]))
     np.testing.assert_array_equal(fmt.targets(episode), np.array([10.0, 20.0, 30.0, 40.0]))
-
-
-def test_format_named():
-    assert isinstance(format_named("pairs"), PairTokens)
-    assert isinstance(format_named("interleaved"), InterleavedTokens)
-    with pytest.raises(KeyError, match="nope"):
-        format_named("nope")

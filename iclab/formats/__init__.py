@@ -1,5 +1,7 @@
-"""Prompt formats: how a model reads an episode and how its outputs become predictions."""
+"""Prompt formats: how a model reads an episode, how its outputs become predictions, and
+how those predictions are scored."""
 
-from iclab.formats.regression import Format, InterleavedTokens, PairTokens, format_named
+from iclab.formats.base import Format
+from iclab.formats.regression import InterleavedTokens, PairTokens, RegressionFormat
 
-__all__ = ["Format", "InterleavedTokens", "PairTokens", "format_named"]
+__all__ = ["Format", "InterleavedTokens", "PairTokens", "RegressionFormat"]

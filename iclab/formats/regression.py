@@ -1,51 +1,36 @@
 """Prompt formats for regression episodes.
 
-A format turns one (unbatched) episode into a token sequence, and the model's per-token
-outputs back into predictions with matching targets. The last prediction is always the
-query's, so metrics that compare a model with a classical algorithm read ``[-1]``.
+The last prediction is always the query's, so metrics that compare a model with a
+classical algorithm read ``[-1]``.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import ClassVar
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from iclab.formats.base import Format
 from iclab.tasks.episode import RegressionEpisode
 
 
-class Format(abc.ABC):
-    """Episode → tokens, and model outputs → predictions.
-
-    ``readout`` is the slice of positions whose outputs :meth:`decode` reads: ``decode``
-    must give the same predictions from ``outputs[readout]`` as from ``outputs``, so a
-    model may compute those rows alone (see :class:`~iclab.algorithms.ModelLearner`).
-    """
-
-    readout: ClassVar[slice] = slice(None)
-
-    @abc.abstractmethod
-    def token_dim(self, dim: int) -> int:
-        """Width of a token for inputs of dimension ``dim``."""
-
-    @abc.abstractmethod
-    def encode(self, episode: RegressionEpisode) -> Float[Array, "seq token"]:
-        """Tokens of one episode."""
-
-    @abc.abstractmethod
-    def decode(self, outputs: Float[Array, "seq out"]) -> Float[Array, " pred"]:
-        """Predictions read from the model's outputs; the query's comes last."""
+class RegressionFormat(Format):
+    """A format whose predictions are real numbers scored by ½·squared error."""
 
     @abc.abstractmethod
     def targets(self, episode: RegressionEpisode) -> Float[Array, " pred"]:
         """The true values of :meth:`decode`'s predictions."""
 
+    def loss(self, predictions: Float[Array, " pred"], episode: RegressionEpisode
+             ) -> Float[Array, ""]:
+        """½·mean squared error over every prediction (von Oswald et al. 2022, eq. 1)."""
+        return 0.5 * jnp.mean((predictions - self.targets(episode)) ** 2)
+
 
 @dataclasses.dataclass(frozen=True)  # equal and hashable: formats are static fields
-class PairTokens(Format):
+class PairTokens(RegressionFormat):
     """von Oswald et al. (2022): tokens ``e_j = [x_j; y_j]``, query ``[x_q; 0]``.
 
     The prediction is minus the query's last coordinate after the model, so a model that
@@ -70,7 +55,7 @@ class PairTokens(Format):
 
 
 @dataclasses.dataclass(frozen=True)
-class InterleavedTokens(Format):
+class InterleavedTokens(RegressionFormat):
     """Garg et al. (2022): ``x_1, [y_1, 0…], …, x_N, [y_N, 0…], x_q`` (width d).
 
     A causal model predicts ``y_i`` at the token of ``x_i`` from the pairs before it, so
@@ -91,13 +76,3 @@ class InterleavedTokens(Format):
 
     def targets(self, episode: RegressionEpisode) -> Float[Array, " pred"]:
         return jnp.concatenate([episode.context_y, episode.query_y[None]])
-
-
-FORMATS: dict[str, type[Format]] = {"pairs": PairTokens, "interleaved": InterleavedTokens}
-
-
-def format_named(name: str) -> Format:
-    """The format registered as ``name`` (``"pairs"`` or ``"interleaved"``)."""
-    if name not in FORMATS:
-        raise KeyError(f"unknown format {name!r}; choose from {sorted(FORMATS)}")
-    return FORMATS[name]()

@@ -2,10 +2,10 @@
 
 from iclab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from iclab.train.config import TrainConfig
-from iclab.train.engine import NonFiniteLossError, Trainer, TrainState, episode_loss, fit
+from iclab.train.engine import NonFiniteLossError, Trainer, TrainState, episode_metrics, fit
 from iclab.train.optim import make_optimizer
 
 __all__ = [
     "CheckpointError", "NonFiniteLossError", "TrainConfig", "TrainState", "Trainer",
-    "episode_loss", "fit", "load_checkpoint", "make_optimizer", "save_checkpoint",
+    "episode_metrics", "fit", "load_checkpoint", "make_optimizer", "save_checkpoint",
 ]

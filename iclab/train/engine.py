@@ -28,8 +28,7 @@ from tqdm.auto import tqdm
 from iclab.algorithms.learner import ModelLearner
 from iclab.formats.regression import Format
 from iclab.models.hooks import Intervention
-from iclab.tasks.episode import RegressionEpisode
-from iclab.tasks.linear_regression import LinearRegression
+from iclab.tasks.base import Task
 from iclab.train.checkpoint import load_checkpoint, save_checkpoint
 from iclab.train.config import TrainConfig
 from iclab.train.optim import make_optimizer
@@ -50,12 +49,12 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
-def episode_loss(model: eqx.Module, format: Format, episode: RegressionEpisode,
-                 interventions: Mapping[str, Intervention] | None = None
-                 ) -> Float[Array, ""]:
-    """½·mean squared error over every prediction the format reads out of one episode."""
+def episode_metrics(model: eqx.Module, format: Format, episode: Any,
+                    interventions: Mapping[str, Intervention] | None = None
+                    ) -> dict[str, Float[Array, ""]]:
+    """The format's loss (``"loss"``) and extra metrics on one episode."""
     predictions = ModelLearner(model, format, interventions).predictions(episode)
-    return 0.5 * jnp.mean((predictions - format.targets(episode)) ** 2)
+    return {"loss": format.loss(predictions, episode), **format.metrics(predictions, episode)}
 
 
 class Trainer:
@@ -65,7 +64,7 @@ class Trainer:
     training, e.g. to ablate a head or clamp an attention pattern while the model learns.
     """
 
-    def __init__(self, task: LinearRegression, format: Format, build_model: ModelFactory,
+    def __init__(self, task: Task, format: Format, build_model: ModelFactory,
                  config: TrainConfig,
                  interventions: Mapping[str, Intervention] | None = None):
         self.task, self.format, self.config = task, format, config
@@ -90,11 +89,11 @@ class Trainer:
         return TrainState(params=params, opt_state=self.optimizer.init(params),
                           step=jnp.zeros((), jnp.int32), data_key=jax.random.key_data(data_key))
 
-    def _batch_loss(self, params: Any, episodes: RegressionEpisode) -> Float[Array, ""]:
+    def _batch_loss(self, params: Any, episodes: Any) -> Float[Array, ""]:
         model = self.model(params)
-        losses = jax.vmap(lambda e: episode_loss(model, self.format, e, self.interventions))(
-            episodes)
-        return jnp.mean(losses)
+        metrics = jax.vmap(lambda e: episode_metrics(model, self.format, e,
+                                                     self.interventions))(episodes)
+        return jnp.mean(metrics["loss"])  # jit drops the unused extra metrics
 
     def _step(self, state: TrainState, _: None) -> tuple[TrainState, dict[str, Array]]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.data_key), state.step)
@@ -108,11 +107,14 @@ class Trainer:
     def _chunk(self, state: TrainState, n_steps: int) -> tuple[TrainState, dict[str, Array]]:
         return jax.lax.scan(self._step, state, None, length=n_steps)
 
-    def _evaluate(self, params: Any, episodes: RegressionEpisode) -> Float[Array, ""]:
-        return self._batch_loss(params, episodes)
+    def _evaluate(self, params: Any, episodes: Any) -> dict[str, Float[Array, ""]]:
+        model = self.model(params)
+        metrics = jax.vmap(lambda e: episode_metrics(model, self.format, e,
+                                                     self.interventions))(episodes)
+        return {f"eval_{name}": jnp.mean(value) for name, value in metrics.items()}
 
 
-def fit(trainer: Trainer, seeds: list[int], eval_episodes: RegressionEpisode,
+def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
         out_dir: Path | None = None, resume: bool = False, progress: bool = True
         ) -> tuple[TrainState, pd.DataFrame, pd.DataFrame]:
     """Train ``seeds`` to ``config.steps``; return the final state and the metric tables.
@@ -163,10 +165,11 @@ def _train_frame(metrics: dict[str, Array], seeds: list[int], first_step: int) -
                          "seed": np.repeat(seeds, n_steps), **columns})
 
 
-def _eval_frame(trainer: Trainer, state: TrainState, episodes: RegressionEpisode,
+def _eval_frame(trainer: Trainer, state: TrainState, episodes: Any,
                 seeds: list[int], step: int) -> pd.DataFrame:
-    losses = np.asarray(trainer.evaluate(state.params, episodes))
-    return pd.DataFrame({"step": step, "seed": seeds, "eval_loss": losses})
+    metrics = trainer.evaluate(state.params, episodes)  # name -> (seeds,)
+    return pd.DataFrame({"step": step, "seed": seeds,
+                         **{name: np.asarray(value) for name, value in metrics.items()}})
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -1,0 +1,17 @@
+"""The task interface: a distribution of episodes, sampled as a pure function of a key."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from jaxtyping import PRNGKeyArray
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A task distribution. ``sample`` must be a pure function of ``key`` (same key, same
+    episodes) and traceable, so training can draw batches inside the compiled step."""
+
+    def sample(self, key: PRNGKeyArray, batch_size: int) -> Any:
+        """A batch of ``batch_size`` independent episodes, batch axis first."""
+        ...
