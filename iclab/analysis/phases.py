@@ -72,7 +72,8 @@ def _rising(steps: np.ndarray, values: np.ndarray, rise: float, window: int) -> 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(first, last) index of each maximal run of True in ``mask``."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1, strict=True))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(first), int(stop) - 1) for first, stop in zip(starts, stops, strict=True)]
 
 
 def _validated(steps: Int[ArrayLike, " step"], values: Float[ArrayLike, " step"]
