@@ -67,11 +67,12 @@ def test_staircase_geometric_logging():
 
 def test_jump_between_sparse_logs():
     # Logged every 500 steps: the rise happened somewhere in (1000, 1500]; interpolated,
-    # it rises 0.1 per 100 steps, so it counts.
+    # it rises 0.1 per 100 steps, so it counts. The triggering point 1000 belongs to the
+    # transition, so the first phase ends at the point logged before it.
     steps = np.array([0, 500, 1000, 1500, 2000])
     values = np.array([0.3, 0.3, 0.3, 0.8, 0.8])
     assert find_transitions(steps, values) == [Transition(1000, 1500)]
-    assert find_phases(steps, values) == [Phase(0, 1000, 0.3), Phase(1500, 2000, 0.8)]
+    assert find_phases(steps, values) == [Phase(0, 500, 0.3), Phase(1500, 2000, 0.8)]
 
 
 def test_slow_ramp_is_one_phase():

@@ -17,6 +17,7 @@ from jaxtyping import Array, Float
 
 from iclab.formats.regression import Format
 from iclab.models.hooks import Intervention, run_with_hooks
+from iclab.tasks.base import Episode
 from iclab.tasks.episode import RegressionEpisode
 
 
@@ -52,10 +53,11 @@ class ModelLearner(Learner):
     format: Format = eqx.field(static=True)
     interventions: Mapping[str, Intervention] | None = None
 
-    def __call__(self, episode: RegressionEpisode) -> Float[Array, ""]:
+    def __call__(self, episode: Episode) -> Array:
+        """The query's prediction: ŷ for regression, the label logits for classification."""
         return self.predictions(episode)[-1]
 
-    def predictions(self, episode: RegressionEpisode) -> Float[Array, " pred"]:
+    def predictions(self, episode: Episode) -> Array:
         """Every prediction the format reads out (one per prefix for interleaved tokens)."""
         tokens = self.format.encode(episode)
         if self.interventions:

@@ -1,5 +1,18 @@
 """Metrics as pure functions: per-example values, the caller reduces."""
 
+from iclab.analysis.circuits import (
+    bigram,
+    chunk_example,
+    context_label_accuracy,
+    ila1,
+    induction_strength,
+    label_attention,
+    prefix_matching_score,
+    previous_token_score,
+    repeated_random_tokens,
+    tila2,
+    tla2,
+)
 from iclab.analysis.comparison import (
     prediction_difference,
     sensitivities,
@@ -8,10 +21,22 @@ from iclab.analysis.comparison import (
     squared_prediction_difference,
 )
 from iclab.analysis.curves import icl_curve, shift_curve
+from iclab.analysis.phases import (
+    Phase,
+    PhaseSummary,
+    Transition,
+    find_phases,
+    find_transitions,
+    phase2_accuracy,
+    summarise_phases,
+)
 from iclab.analysis.weights import best_scale, relative_error_after_scale
 
 __all__ = [
-    "best_scale", "icl_curve", "prediction_difference", "relative_error_after_scale",
-    "sensitivities", "sensitivity_cosine", "sensitivity_difference", "shift_curve",
-    "squared_prediction_difference",
+    "Phase", "PhaseSummary", "Transition", "best_scale", "bigram", "chunk_example",
+    "context_label_accuracy", "find_phases", "find_transitions", "icl_curve", "ila1",
+    "induction_strength", "label_attention", "phase2_accuracy", "prediction_difference",
+    "prefix_matching_score", "previous_token_score", "relative_error_after_scale",
+    "repeated_random_tokens", "sensitivities", "sensitivity_cosine", "sensitivity_difference",
+    "shift_curve", "squared_prediction_difference", "summarise_phases", "tila2", "tla2",
 ]

@@ -29,8 +29,10 @@ class Transition:
 class Phase:
     """A plateau: its first and last logged steps and the median of the curve over them.
 
-    The median rather than the mean, because a phase's edges can hold the foot or the
-    shoulder of a neighbouring rise, which the median ignores.
+    Phases and transitions tile the logged points: a phase ends at the point logged just
+    before the next transition starts, and starts where the previous one ends. The median
+    rather than the mean, because a phase's edges can hold the foot or the shoulder of a
+    neighbouring rise, which the median ignores.
     """
 
     start_step: int

@@ -2,6 +2,7 @@
 how those predictions are scored."""
 
 from iclab.formats.base import Format
+from iclab.formats.classification import ItemLabelTokens
 from iclab.formats.regression import InterleavedTokens, PairTokens, RegressionFormat
 
-__all__ = ["Format", "InterleavedTokens", "PairTokens", "RegressionFormat"]
+__all__ = ["Format", "InterleavedTokens", "ItemLabelTokens", "PairTokens", "RegressionFormat"]

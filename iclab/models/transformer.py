@@ -34,6 +34,13 @@ class TransformerConfig:
         mlp: a ReLU MLP (hidden 4 × d_model) after attention in each block.
         positional: "learned" embeddings, fixed "sinusoidal" codes, or "none".
         max_len: longest sequence learned positions cover.
+        scaled: divide attention scores by sqrt(key size); Reddy (2023) and Minegishi et
+            al. (2025) use unscaled softmax attention.
+        read_in: a linear read-in from the token width to ``d_model``; without it tokens
+            enter the residual stream as they are (their width must equal ``d_model``,
+            as in Reddy's 128-wide tokens).
+        head: "linear" read-out, or "mlp": a ReLU MLP with two hidden layers of width
+            ``d_model`` (the classifier of Reddy and Minegishi).
     """
 
     d_model: int = 64
@@ -44,6 +51,9 @@ class TransformerConfig:
     mlp: bool = True
     positional: Literal["learned", "sinusoidal", "none"] = "learned"
     max_len: int = 128
+    scaled: bool = True
+    read_in: bool = True
+    head: Literal["linear", "mlp"] = "linear"
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "max_len"):
@@ -53,6 +63,8 @@ class TransformerConfig:
                 f"must divide model.d_model={self.d_model}")
         require(self.positional in ("learned", "sinusoidal", "none"), "model.positional",
                 self.positional, "must be 'learned', 'sinusoidal' or 'none'")
+        require(self.head in ("linear", "mlp"), "model.head", self.head,
+                "must be 'linear' or 'mlp'")
 
     def build(self, d_in: int, d_out: int, *, key: PRNGKeyArray) -> Transformer:
         return Transformer(self, d_in, d_out, key=key)
@@ -68,7 +80,7 @@ class Block(eqx.Module):
         k_attn, k_mlp = jax.random.split(key)
         d = config.d_model
         self.attn = MultiHeadAttention(d, config.n_heads, d // config.n_heads, softmax=True,
-                                       scaled=True, init_scale=1.0, key=k_attn)
+                                       scaled=config.scaled, init_scale=1.0, key=k_attn)
         self.mlp = (eqx.nn.MLP(d, d, 4 * d, depth=1, activation=jax.nn.relu, key=k_mlp)
                     if config.mlp else None)
         self.norm_attn = eqx.nn.LayerNorm(d) if config.layer_norm else None
@@ -87,11 +99,11 @@ class Block(eqx.Module):
 class Transformer(eqx.Module):
     """Read-in → (+ position) → blocks → (LayerNorm) → read-out, on one sequence."""
 
-    read_in: eqx.nn.Linear
+    read_in: eqx.nn.Linear | None
     position: Float[Array, "max_len d_model"] | None
     blocks: tuple[Block, ...]
     norm_out: eqx.nn.LayerNorm | None
-    read_out: eqx.nn.Linear
+    read_out: eqx.nn.Linear | eqx.nn.MLP
     causal: bool = eqx.field(static=True)
     positional: str = eqx.field(static=True)
 
@@ -99,20 +111,24 @@ class Transformer(eqx.Module):
                  key: PRNGKeyArray):
         k_in, k_pos, k_out, k_blocks = jax.random.split(key, 4)
         d = config.d_model
-        self.read_in = eqx.nn.Linear(d_in, d, key=k_in)
+        if not config.read_in and d_in != d:
+            raise ValueError(f"model.read_in=False feeds {d_in}-wide tokens straight into the "
+                             f"residual stream, so model.d_model must be {d_in}, not {d}")
+        self.read_in = eqx.nn.Linear(d_in, d, key=k_in) if config.read_in else None
         self.position = (variance_scaling(k_pos, (config.max_len, d), 1.0, d)
                          if config.positional == "learned" else None)
         self.blocks = tuple(Block(config, key=k) for k in jax.random.split(k_blocks,
                                                                             config.n_layers))
         self.norm_out = eqx.nn.LayerNorm(d) if config.layer_norm else None
-        self.read_out = eqx.nn.Linear(d, d_out, key=k_out)
+        self.read_out = (eqx.nn.Linear(d, d_out, key=k_out) if config.head == "linear" else
+                         eqx.nn.MLP(d, d_out, d, depth=3, activation=jax.nn.relu, key=k_out))
         self.causal = config.causal
         self.positional = config.positional
 
     def __call__(self, tokens: Float[Array, "seq d_in"], *, hooks: Hooks | None = None
                  ) -> Float[Array, "seq d_out"]:
         seq = tokens.shape[0]
-        x = jax.vmap(self.read_in)(tokens)
+        x = tokens if self.read_in is None else jax.vmap(self.read_in)(tokens)
         if self.position is not None:
             if seq > self.position.shape[0]:
                 raise ValueError(f"sequence of {seq} tokens exceeds model.max_len="

@@ -1,7 +1,16 @@
 """Task distributions: pure functions of a PRNG key that return batches of episodes."""
 
 from iclab.tasks.base import Task
+from iclab.tasks.classification import (
+    BurstyClassification,
+    ClassificationEpisode,
+    InContextMetaLearning,
+    evaluation_sets,
+)
 from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.linear_regression import LinearRegression
 
-__all__ = ["LinearRegression", "RegressionEpisode", "Task"]
+__all__ = [
+    "BurstyClassification", "ClassificationEpisode", "InContextMetaLearning", "LinearRegression",
+    "RegressionEpisode", "Task", "evaluation_sets",
+]

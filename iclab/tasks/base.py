@@ -6,6 +6,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from jaxtyping import PRNGKeyArray
 
+from iclab.tasks.classification import ClassificationEpisode
+from iclab.tasks.episode import RegressionEpisode
+
+Episode = RegressionEpisode | ClassificationEpisode
+"""Any episode type a task produces (batched or, under ``vmap``, one episode)."""
+
 
 @runtime_checkable
 class Task(Protocol):

@@ -98,19 +98,23 @@ class BurstyClassification:
 
     def _classes(self, key: PRNGKeyArray, batch_size: int) -> Int[Array, "batch n"]:
         """Class ids of each sequence's N context items then its query (novel ids >= K)."""
-        key_bursty, key_novel, key_chosen, key_slots, key_iid = jax.random.split(key, 5)
-        n_distinct = self.n_context // self.burstiness
+        key_gumbel, key_uniform = jax.random.split(key)
+        n, n_distinct = self.n_context, self.n_context // self.burstiness
         zipf = _zipf_weights(self.n_classes, self.zipf_alpha)
         # Gumbel top-k: n_distinct classes drawn from the Zipf weights without replacement.
-        gumbel = jax.random.gumbel(key_chosen, (batch_size * self.n_classes,))
+        gumbel = jax.random.gumbel(key_gumbel, (batch_size * self.n_classes,))
         scores = gumbel.reshape(batch_size, self.n_classes) + jnp.log(zipf)
         chosen = jax.lax.top_k(scores, n_distinct)[1]
-        slots = _bursty_slots(key_slots, batch_size, self.n_context, n_distinct)
+        u = jax.random.uniform(key_uniform, (batch_size * (2 * n + 4),))
+        u_order, u_query, u_iid, u_kind = jnp.split(u.reshape(batch_size, -1),
+                                                     [n, n + 1, 2 * n + 2], axis=1)
+        # Bursty layout: slot j of the N / B classes fills B context positions in a random
+        # order (a random permutation mod N / B); the query takes a uniform slot.
+        slots = jnp.concatenate([jnp.argsort(u_order, axis=1) % n_distinct,
+                                 jnp.floor(u_query * n_distinct).astype(jnp.int32)], axis=1)
         bursty = jnp.take_along_axis(chosen, slots, axis=1)
-        iid = _categorical(key_iid, jnp.broadcast_to(zipf, (batch_size, self.n_classes)),
-                           self.n_context + 1)
-        is_bursty = jax.random.bernoulli(key_bursty, self.p_bursty, (batch_size, 1))
-        is_novel = jax.random.bernoulli(key_novel, self.p_novel, (batch_size, 1))
+        iid = _inverse_cdf(jnp.broadcast_to(zipf, (batch_size, self.n_classes)), u_iid)
+        is_bursty, is_novel = u_kind[:, :1] < self.p_bursty, u_kind[:, 1:] < self.p_novel
         return jnp.where(is_novel, self.n_classes + slots, jnp.where(is_bursty, bursty, iid))
 
 
@@ -165,8 +169,9 @@ class InContextMetaLearning:
 
     def draw_tasks(self, key: PRNGKeyArray, batch_size: int) -> Int32[Array, " batch"]:
         """``batch_size`` task ids from the Zipf task prior."""
-        weights = _zipf_weights(self.n_tasks, self.task_zipf_alpha)
-        return _categorical(key, jnp.broadcast_to(weights, (batch_size, self.n_tasks)), 1)[:, 0]
+        weights = jnp.broadcast_to(_zipf_weights(self.n_tasks, self.task_zipf_alpha),
+                                   (batch_size, self.n_tasks))
+        return _inverse_cdf(weights, jax.random.uniform(key, (batch_size, 1)))[:, 0]
 
 
 def evaluation_sets(task: BurstyClassification | InContextMetaLearning, key: PRNGKeyArray,
@@ -209,6 +214,7 @@ def evaluation_sets(task: BurstyClassification | InContextMetaLearning, key: PRN
 
 def _single_task_sets(task: BurstyClassification, key: PRNGKeyArray, size: int
                       ) -> dict[str, ClassificationEpisode]:
+    """:func:`evaluation_sets` of Reddy's distribution (every ``task_id`` 0)."""
     key_in, key_ic, key_ic2, key_iw, key_random = jax.random.split(key, 5)
     known = dataclasses.replace(task, p_novel=0.0)
     key_iw_classes, key_iw_episode = jax.random.split(key_iw)
@@ -230,7 +236,8 @@ def _single_task_sets(task: BurstyClassification, key: PRNGKeyArray, size: int
 def _check_shared_fields(task: BurstyClassification | InContextMetaLearning) -> None:
     """Validate the fields Reddy's and Minegishi et al.'s distributions share."""
     require(task.n_labels >= 1, "task.n_labels", task.n_labels, "must be an integer >= 1")
-    require(task.n_classes >= 2, "task.n_classes", task.n_classes, "must be an integer >= 2")
+    require(task.n_classes >= 2, "task.n_classes", task.n_classes,
+            "must be an integer >= 2 (the iw set draws its context from the other classes)")
     require(task.n_classes % task.n_labels == 0, "task.n_classes", task.n_classes,
             f"must be a multiple of n_labels={task.n_labels} (class k has label k mod L)")
     require(task.n_context >= 1, "task.n_context", task.n_context, "must be an integer >= 1")
@@ -252,42 +259,28 @@ def _zipf_weights(n: int, alpha: float) -> Float[Array, " n"]:
     return jnp.arange(1, n + 1, dtype=jnp.float32) ** -alpha
 
 
-def _categorical(key: PRNGKeyArray, weights: Float[Array, "batch k"], n: int
+def _inverse_cdf(weights: Float[Array, "batch k"], u: Float[Array, "batch n"]
                  ) -> Int32[Array, "batch n"]:
-    """``n`` i.i.d. draws per row from unnormalised ``weights`` by inverse CDF.
+    """Turn uniforms ``u`` in [0, 1) into draws from each row's unnormalised ``weights``.
 
-    One uniform per draw (a Gumbel-max draw would need k); zero-weight entries are never
-    drawn, since ``r`` lies in ``(0, total]`` and ``searchsorted`` returns the first entry
-    whose cumulative weight reaches it.
+    Zero-weight entries are never drawn: ``r`` lies in ``(0, total]`` and ``searchsorted``
+    returns the first entry whose cumulative weight reaches it.
     """
     cdf = jnp.cumsum(weights, axis=-1)
-    u = jax.random.uniform(key, (weights.shape[0] * n,)).reshape(-1, n)
     r = cdf[:, -1:] * (1.0 - u)
     return jax.vmap(jnp.searchsorted)(cdf, r).astype(jnp.int32)
-
-
-def _bursty_slots(key: PRNGKeyArray, batch_size: int, n_context: int, n_distinct: int
-                  ) -> Int[Array, "batch n"]:
-    """Which of a sequence's ``n_distinct`` classes each context item and the query take.
-
-    Each slot fills ``n_context / n_distinct`` context positions in a uniformly random
-    order (a random permutation mod ``n_distinct``); the query takes a uniform slot.
-    """
-    key_order, key_query = jax.random.split(key)
-    u = jax.random.uniform(key_order, (batch_size * n_context,)).reshape(batch_size, n_context)
-    query = jax.random.randint(key_query, (batch_size, 1), 0, n_distinct)
-    return jnp.concatenate([jnp.argsort(u, axis=1) % n_distinct, query], axis=1)
 
 
 def _query_absent_classes(task: BurstyClassification, key: PRNGKeyArray, batch_size: int
                           ) -> Int32[Array, "batch n"]:
     """Class ids for ``iw``: a Zipf query class, context classes Zipf over the others."""
-    key_query, key_context = jax.random.split(key)
+    u = jax.random.uniform(key, (batch_size * (task.n_context + 1),))
+    u = u.reshape(batch_size, task.n_context + 1)
     zipf = jnp.broadcast_to(_zipf_weights(task.n_classes, task.zipf_alpha),
                             (batch_size, task.n_classes))
-    query = _categorical(key_query, zipf, 1)
+    query = _inverse_cdf(zipf, u[:, -1:])
     others = jnp.where(jnp.arange(task.n_classes) == query, 0.0, zipf)
-    return jnp.concatenate([_categorical(key_context, others, task.n_context), query], axis=1)
+    return jnp.concatenate([_inverse_cdf(others, u[:, :-1]), query], axis=1)
 
 
 def _episode(task: BurstyClassification, key: PRNGKeyArray, classes: Int[Array, "batch n"]
@@ -299,9 +292,11 @@ def _episode(task: BurstyClassification, key: PRNGKeyArray, classes: Int[Array, 
     """
     batch_size, n = classes.shape
     n_distinct = task.n_context // task.burstiness
-    key_means, key_labels, key_noise = jax.random.split(key, 3)
-    novel_means = jax.random.normal(key_means, (batch_size * n_distinct * task.dim,))
-    novel_means = novel_means.reshape(batch_size, n_distinct, task.dim) / math.sqrt(task.dim)
+    key_normal, key_labels = jax.random.split(key)
+    # One flat draw: item noise z, then the novel classes' means, both N(0, I_D / D).
+    z = jax.random.normal(key_normal, (batch_size * (n + n_distinct) * task.dim,))
+    z = z.reshape(batch_size, n + n_distinct, task.dim) / math.sqrt(task.dim)
+    noise, novel_means = z[:, :n], z[:, n:]
     novel_labels = jax.random.randint(key_labels, (batch_size, n_distinct), 0, task.n_labels,
                                       jnp.int32)
     is_novel = classes >= task.n_classes
@@ -310,8 +305,6 @@ def _episode(task: BurstyClassification, key: PRNGKeyArray, classes: Int[Array, 
     means = jnp.where(is_novel[..., None], novel_means[rows, slot],
                       task.class_means()[jnp.minimum(classes, task.n_classes - 1)])
     labels = jnp.where(is_novel, novel_labels[rows, slot], classes % task.n_labels)
-    noise = jax.random.normal(key_noise, (batch_size * n * task.dim,))
-    noise = noise.reshape(batch_size, n, task.dim) / math.sqrt(task.dim)
     eps = task.within_class_noise
     x = (means + eps * noise) / math.sqrt(1 + eps**2)
     classes = classes.astype(jnp.int32)

@@ -1,0 +1,85 @@
+"""The prompt format of in-context classification (Reddy 2023; Minegishi et al. 2025).
+
+The sequence ``[x_1, l_1, …, x_N, l_N, x_q]`` interleaves items and labels (2N + 1 tokens;
+item k at position 2k, its label at 2k + 1, the query at 2N, 0-indexed). Each token is a
+content slot of width D followed by a one-hot position code of width ``position_width``
+(Reddy: D = 63 and 65, so tokens are 128 wide and feed the attention layers directly).
+The model's logits at the query token are scored by cross-entropy against the query label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from iclab.config import require
+from iclab.formats.base import Format
+from iclab.tasks.classification import ClassificationEpisode
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemLabelTokens(Format):
+    """Interleaved item and label tokens with a one-hot position code.
+
+    Attributes:
+        n_labels: L, the number of labels (the model emits L logits).
+        label_code: "onehot" writes one-hot(label) into the first L content coordinates,
+            so the first layer's projections act as a learned label embedding (Minegishi);
+            "random" writes a fixed random vector ~ N(0, I_D / D) per label, drawn from
+            ``label_seed`` (Reddy's fixed label vectors).
+        label_seed: seed of the random label vectors.
+        position_width: width of the one-hot position code (≥ 2N + 1).
+    """
+
+    n_labels: int = 32
+    label_code: Literal["onehot", "random"] = "onehot"
+    label_seed: int = 0
+    position_width: int = 65
+
+    readout = slice(-1, None)  # the query token alone
+
+    def __post_init__(self) -> None:
+        require(self.n_labels >= 2, "format.n_labels", self.n_labels, "must be >= 2")
+        require(self.label_code in ("onehot", "random"), "format.label_code", self.label_code,
+                "must be 'onehot' or 'random'")
+        require(self.position_width >= 3, "format.position_width", self.position_width,
+                "must be >= 2N + 1 (at least 3)")
+
+    def token_dim(self, dim: int) -> int:
+        return dim + self.position_width
+
+    def encode(self, episode: ClassificationEpisode) -> Float[Array, "seq token"]:
+        n, dim = episode.context_x.shape
+        if 2 * n + 1 > self.position_width:
+            raise ValueError(f"{2 * n + 1} tokens need format.position_width >= {2 * n + 1}, "
+                             f"got {self.position_width}")
+        labels = self._label_vectors(episode.context_labels, dim)
+        content = jnp.stack([episode.context_x, labels], axis=1).reshape(2 * n, dim)
+        content = jnp.concatenate([content, episode.query_x[None]], axis=0)
+        positions = jnp.eye(2 * n + 1, self.position_width)
+        return jnp.concatenate([content, positions], axis=1)
+
+    def decode(self, outputs: Float[Array, "seq labels"]) -> Float[Array, "1 labels"]:
+        return outputs[-1:]
+
+    def loss(self, predictions: Float[Array, "1 labels"], episode: ClassificationEpisode
+             ) -> Float[Array, ""]:
+        """Cross-entropy of the query's logits against its label."""
+        return -jax.nn.log_softmax(predictions[-1])[episode.query_label]
+
+    def metrics(self, predictions: Float[Array, "1 labels"], episode: ClassificationEpisode
+                ) -> dict[str, Float[Array, ""]]:
+        return {"accuracy": (jnp.argmax(predictions[-1]) == episode.query_label).astype(float)}
+
+    def _label_vectors(self, labels: Int[Array, " n"], dim: int) -> Float[Array, "n dim"]:
+        if self.label_code == "onehot":
+            if self.n_labels > dim:
+                raise ValueError(f"label_code='onehot' needs n_labels={self.n_labels} <= item "
+                                 f"dimension {dim}; use label_code='random'")
+            return jax.nn.one_hot(labels, dim)
+        table = jax.random.normal(jax.random.key(self.label_seed), (self.n_labels * dim,))
+        return (table.reshape(self.n_labels, dim) / jnp.sqrt(dim))[labels]
