@@ -97,7 +97,7 @@ def test_shapes_and_dtypes(getkey, task):
     for name, e in sets.items():
         assert e.context_x.shape == (8, n, d) and e.query_label.shape == (8,), name
     e = META.sample(getkey(), BATCH)  # concrete values
-    assert e.n_context == META.n_context and e.dim == META.dim
+    assert e.context_x.shape[-2:] == (META.n_context, META.dim)
     assert (all_labels(e) >= 0).all() and (all_labels(e) < META.n_labels).all()
 
 

@@ -22,8 +22,7 @@ def test_sample_shapes_and_dtypes(getkey):
     assert episodes.query_y.shape == (16,)
     assert episodes.weights.shape == (16, 3)
     assert episodes.task_id.shape == (16,)
-    assert episodes.n_context == 4
-    assert episodes.dim == 3
+    assert episodes.context_x.shape[-2:] == (4, 3)
     assert jnp.issubdtype(episodes.task_id.dtype, jnp.integer)
     # Fresh tasks are tagged -1.
     np.testing.assert_array_equal(episodes.task_id, -1)
@@ -129,7 +128,7 @@ def test_sampling_is_a_pure_function_of_the_key(getkey, pool_size):
 def test_with_context_and_with_query_x(getkey):
     e = LinearRegression(**SMALL).sample(getkey(), 16)
     short = e.with_context(2)
-    assert short.n_context == 2
+    assert short.context_x.shape[-2] == 2
     np.testing.assert_array_equal(short.context_x, e.context_x[:, :2])
     np.testing.assert_array_equal(short.context_y, e.context_y[:, :2])
     for name in ("query_x", "query_y", "weights", "task_id"):

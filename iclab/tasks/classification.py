@@ -43,14 +43,6 @@ class ClassificationEpisode(eqx.Module):
     query_class: Int32[Array, "*batch"]
     task_id: Int32[Array, "*batch"]
 
-    @property
-    def n_context(self) -> int:
-        return self.context_x.shape[-2]
-
-    @property
-    def dim(self) -> int:
-        return self.context_x.shape[-1]
-
 
 @dataclasses.dataclass(frozen=True)
 class BurstyClassification:

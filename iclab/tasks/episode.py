@@ -25,14 +25,6 @@ class RegressionEpisode(eqx.Module):
     weights: Float[Array, "*batch d"]
     task_id: Int[Array, "*batch"]
 
-    @property
-    def n_context(self) -> int:
-        return self.context_x.shape[-2]
-
-    @property
-    def dim(self) -> int:
-        return self.context_x.shape[-1]
-
     def with_context(self, n: int) -> RegressionEpisode:
         """The same episodes with only the first ``n`` context pairs (for ICL curves)."""
         return eqx.tree_at(
