@@ -355,3 +355,21 @@ def test_lsa_outputs_at_equals_full_forward(getkey, config):
         for rows in (slice(-1, None), slice(None), slice(2, 5)):
             np.testing.assert_allclose(model.outputs_at(tokens, rows), full[rows],
                                        rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("config", [
+    TransformerConfig(d_model=8, n_layers=2, n_heads=2),
+    TransformerConfig(d_model=8, n_layers=1, n_heads=1, causal=False, positional="sinusoidal"),
+    TransformerConfig(d_model=8, n_layers=2, n_heads=1, scaled=False, layer_norm=False,
+                      mlp=False, positional="none", head="mlp"),
+], ids=["gpt2-like", "bidirectional-sinusoidal", "attention-only-mlp-head"])
+def test_transformer_outputs_at_equals_full_forward(getkey, config):
+    """The row-restricted pass (last block attends from the read rows only) equals the full
+    hooked pass, for every block option."""
+    with jax.enable_x64(True):
+        model = config.build(3, 2, key=getkey())
+        tokens = jax.random.normal(getkey(), (7, 3))
+        full = np.asarray(model(tokens))
+        for rows in (slice(-1, None), slice(None), slice(2, 5)):
+            np.testing.assert_allclose(model.outputs_at(tokens, rows), full[rows],
+                                       rtol=1e-10, atol=1e-12)

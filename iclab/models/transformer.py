@@ -90,10 +90,20 @@ class Block(eqx.Module):
                  hooks: Hooks | None) -> Float[Array, "seq d"]:
         x = x + self.attn(_norm(self.norm_attn, x), mask, hooks=hooks,
                           name=f"blocks.{layer}.attn")
-        if self.mlp is not None:
-            out = jax.vmap(self.mlp)(_norm(self.norm_mlp, x))
-            x = x + call_hook(hooks, f"blocks.{layer}.mlp.out", out)
-        return x
+        return self._mlp(x, layer, hooks)
+
+    def rows(self, x: Float[Array, "seq d"], mask: Array, rows: slice
+             ) -> Float[Array, "rows d"]:
+        """``self(x, ...)[rows]`` without hook sites, attending from ``rows`` only."""
+        return self._mlp(x[rows] + self.attn.attend_from(_norm(self.norm_attn, x), mask, rows),
+                         None, None)
+
+    def _mlp(self, x: Float[Array, "n d"], layer: int | None, hooks: Hooks | None
+             ) -> Float[Array, "n d"]:
+        if self.mlp is None:
+            return x
+        out = jax.vmap(self.mlp)(_norm(self.norm_mlp, x))
+        return x + call_hook(hooks, f"blocks.{layer}.mlp.out", out)
 
 
 class Transformer(eqx.Module):
@@ -127,6 +137,27 @@ class Transformer(eqx.Module):
 
     def __call__(self, tokens: Float[Array, "seq d_in"], *, hooks: Hooks | None = None
                  ) -> Float[Array, "seq d_out"]:
+        x, mask = self._embed(tokens)
+        for layer, block in enumerate(self.blocks):
+            x = call_hook(hooks, f"blocks.{layer}.resid_pre", x)
+            x = block(x, mask, layer, hooks)
+            x = call_hook(hooks, f"blocks.{layer}.resid_post", x)
+        return jax.vmap(self.read_out)(_norm(self.norm_out, x))
+
+    def outputs_at(self, tokens: Float[Array, "seq d_in"], positions: slice
+                   ) -> Float[Array, "rows d_out"]:
+        """``self(tokens)[positions]``: the last block attends from ``positions`` only and the
+        read-out runs on those rows alone (the classifier head of Reddy and Minegishi reads
+        just the query). Training and evaluation use it through
+        :class:`~iclab.algorithms.ModelLearner`; hook sites exist only in ``__call__``."""
+        x, mask = self._embed(tokens)
+        for layer, block in enumerate(self.blocks[:-1]):
+            x = block(x, mask, layer, None)
+        x = self.blocks[-1].rows(x, mask, positions)
+        return jax.vmap(self.read_out)(_norm(self.norm_out, x))
+
+    def _embed(self, tokens: Float[Array, "seq d_in"]
+               ) -> tuple[Float[Array, "seq d_model"], Array]:
         seq = tokens.shape[0]
         x = tokens if self.read_in is None else jax.vmap(self.read_in)(tokens)
         if self.position is not None:
@@ -136,12 +167,7 @@ class Transformer(eqx.Module):
             x = x + self.position[:seq]
         elif self.positional == "sinusoidal":  # computed, not stored: no optimiser touches it
             x = x + sinusoidal_positions(seq, x.shape[-1])
-        mask = attention_mask("causal" if self.causal else "full", seq)
-        for layer, block in enumerate(self.blocks):
-            x = call_hook(hooks, f"blocks.{layer}.resid_pre", x)
-            x = block(x, mask, layer, hooks)
-            x = call_hook(hooks, f"blocks.{layer}.resid_post", x)
-        return jax.vmap(self.read_out)(_norm(self.norm_out, x))
+        return x, attention_mask("causal" if self.causal else "full", seq)
 
 
 def sinusoidal_positions(max_len: int, d: int) -> Float[Array, "max_len d"]:
