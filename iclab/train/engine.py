@@ -89,11 +89,13 @@ class Trainer:
         return TrainState(params=params, opt_state=self.optimizer.init(params),
                           step=jnp.zeros((), jnp.int32), data_key=jax.random.key_data(data_key))
 
-    def _batch_loss(self, params: Any, episodes: Any) -> Float[Array, ""]:
+    def _metrics(self, params: Any, episodes: Any) -> dict[str, Float[Array, " batch"]]:
         model = self.model(params)
-        metrics = jax.vmap(lambda e: episode_metrics(model, self.format, e,
-                                                     self.interventions))(episodes)
-        return jnp.mean(metrics["loss"])  # jit drops the unused extra metrics
+        return jax.vmap(lambda e: episode_metrics(model, self.format, e,
+                                                  self.interventions))(episodes)
+
+    def _batch_loss(self, params: Any, episodes: Any) -> Float[Array, ""]:
+        return jnp.mean(self._metrics(params, episodes)["loss"])  # jit drops the rest
 
     def _step(self, state: TrainState, _: None) -> tuple[TrainState, dict[str, Array]]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.data_key), state.step)
@@ -108,10 +110,8 @@ class Trainer:
         return jax.lax.scan(self._step, state, None, length=n_steps)
 
     def _evaluate(self, params: Any, episodes: Any) -> dict[str, Float[Array, ""]]:
-        model = self.model(params)
-        metrics = jax.vmap(lambda e: episode_metrics(model, self.format, e,
-                                                     self.interventions))(episodes)
-        return {f"eval_{name}": jnp.mean(value) for name, value in metrics.items()}
+        return {f"eval_{name}": jnp.mean(value)
+                for name, value in self._metrics(params, episodes).items()}
 
 
 def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
