@@ -30,10 +30,11 @@ from iclab.analysis.phases import (
     phase2_accuracy,
     summarise_phases,
 )
+from iclab.analysis.probes import circuit_probe
 from iclab.analysis.weights import best_scale, relative_error_after_scale
 
 __all__ = [
-    "Phase", "PhaseSummary", "Transition", "best_scale", "bigram", "chunk_example",
+    "Phase", "PhaseSummary", "Transition", "best_scale", "bigram", "chunk_example", "circuit_probe",
     "context_label_accuracy", "find_phases", "find_transitions", "icl_curve", "ila1",
     "induction_strength", "label_attention", "phase2_accuracy", "prediction_difference",
     "prefix_matching_score", "previous_token_score", "relative_error_after_scale",

@@ -2,10 +2,17 @@
 
 from iclab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from iclab.train.config import TrainConfig
-from iclab.train.engine import NonFiniteLossError, Trainer, TrainState, episode_metrics, fit
+from iclab.train.engine import (
+    NonFiniteLossError,
+    Probe,
+    Trainer,
+    TrainState,
+    episode_metrics,
+    fit,
+)
 from iclab.train.optim import make_optimizer
 
 __all__ = [
-    "CheckpointError", "NonFiniteLossError", "TrainConfig", "TrainState", "Trainer",
+    "CheckpointError", "NonFiniteLossError", "Probe", "TrainConfig", "TrainState", "Trainer",
     "episode_metrics", "fit", "load_checkpoint", "make_optimizer", "save_checkpoint",
 ]

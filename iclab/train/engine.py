@@ -34,6 +34,9 @@ from iclab.train.config import TrainConfig
 from iclab.train.optim import make_optimizer
 
 ModelFactory = Callable[[PRNGKeyArray], eqx.Module]
+Probe = Callable[[eqx.Module, Any], Mapping[str, Array]]
+"""``probe(model, eval_episodes) -> {name: scalar}``: extra numbers logged at every
+evaluation, e.g. circuit scores read from attention patterns (``iclab.analysis``)."""
 
 
 class TrainState(eqx.Module):
@@ -62,14 +65,18 @@ class Trainer:
 
     ``interventions`` (see :mod:`iclab.models.hooks`) apply at every forward pass of
     training, e.g. to ablate a head or clamp an attention pattern while the model learns.
+    ``probe`` adds its numbers to every evaluation of the fixed evaluation set, so a
+    mechanism is logged over training alongside the loss (columns ``eval_{name}``).
     """
 
     def __init__(self, task: Task, format: Format, build_model: ModelFactory,
                  config: TrainConfig,
-                 interventions: Mapping[str, Intervention] | None = None):
+                 interventions: Mapping[str, Intervention] | None = None,
+                 probe: Probe | None = None):
         self.task, self.format, self.config = task, format, config
         self.build_model = build_model
         self.interventions = interventions
+        self.probe = probe
         self.optimizer = make_optimizer(config)
         self.static = eqx.partition(build_model(jax.random.key(0)), eqx.is_array)[1]
         self.run_chunk = jax.jit(jax.vmap(self._chunk, in_axes=(0, None)), static_argnums=1)
@@ -110,8 +117,11 @@ class Trainer:
         return jax.lax.scan(self._step, state, None, length=n_steps)
 
     def _evaluate(self, params: Any, episodes: Any) -> dict[str, Float[Array, ""]]:
-        return {f"eval_{name}": jnp.mean(value)
-                for name, value in self._metrics(params, episodes).items()}
+        metrics = {name: jnp.mean(value)
+                   for name, value in self._metrics(params, episodes).items()}
+        if self.probe is not None:
+            metrics.update(self.probe(self.model(params), episodes))
+        return {f"eval_{name}": value for name, value in metrics.items()}
 
 
 def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,

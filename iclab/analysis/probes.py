@@ -1,0 +1,52 @@
+"""Probes: numbers read off a model's activations on the evaluation set during training.
+
+A probe is ``probe(model, episodes) -> {name: scalar}`` (see ``iclab.train.Probe``); the
+trainer logs it at every evaluation, so a circuit's emergence is tracked over training on
+fixed episodes rather than read once from the last batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from iclab.analysis.circuits import bigram, chunk_example, label_attention, tila2
+from iclab.formats.base import Format
+from iclab.models.hooks import run_with_hooks
+from iclab.tasks.classification import ClassificationEpisode
+
+CIRCUIT_METRICS = {"bigram": bigram, "label_attention": label_attention,
+                   "chunk_example": chunk_example}
+
+
+def circuit_probe(format: Format) -> Callable[[eqx.Module, ClassificationEpisode],
+                                              dict[str, Float[Array, ""]]]:
+    """Minegishi et al.'s (2025) Bigram, Label Attention and Chunk Example and Reddy's
+    (2023) TILA2, per layer and head, averaged over the episodes.
+
+    Names are ``L{layer}H{head}.{metric}`` (0-indexed), e.g. ``L1H0.label_attention``.
+    """
+
+    def scores(model: eqx.Module, episode: ClassificationEpisode) -> dict[str, Array]:
+        _, cache = run_with_hooks(model, format.encode(episode),
+                                  capture=["blocks.*.attn.pattern"])
+        out = {}
+        for site, pattern in cache.items():
+            layer = site.split(".")[1]
+            per_head = {name: metric(pattern) for name, metric in CIRCUIT_METRICS.items()}
+            per_head["tila2"] = tila2(pattern, episode.context_classes, episode.query_class)
+            for name, values in per_head.items():
+                for head, value in enumerate(values):
+                    out[f"L{layer}H{head}.{name}"] = value
+        return out
+
+    def probe(model: eqx.Module, episodes: ClassificationEpisode
+              ) -> dict[str, Float[Array, ""]]:
+        per_episode = jax.vmap(lambda episode: scores(model, episode))(episodes)
+        return {name: jnp.mean(values) for name, values in per_episode.items()}
+
+    return probe

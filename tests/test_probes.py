@@ -1,0 +1,65 @@
+"""Probes: circuit scores computed on the evaluation set and logged over training."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from iclab.analysis import bigram, chunk_example, circuit_probe, label_attention, tila2
+from iclab.formats import ItemLabelTokens
+from iclab.models import TransformerConfig, run_with_hooks
+from iclab.tasks import InContextMetaLearning
+from iclab.train import TrainConfig, Trainer, fit
+
+TASK = InContextMetaLearning(n_classes=8, n_labels=8, n_tasks=2, dim=10)
+FORMAT = ItemLabelTokens(n_labels=8, position_width=10)
+MODEL = TransformerConfig(d_model=20, n_layers=2, n_heads=2, scaled=False, read_in=False,
+                          layer_norm=False, mlp=False, positional="none", head="mlp")
+
+
+def _build(key):
+    return MODEL.build(20, 8, key=key)
+
+
+def test_circuit_probe_averages_each_metric_per_layer_and_head(getkey):
+    model = _build(getkey())
+    episodes = TASK.sample(getkey(), 6)
+    got = circuit_probe(FORMAT)(model, episodes)
+    assert len(got) == 2 * 2 * 4  # layers x heads x metrics
+    expected: dict[str, list[float]] = {}
+    for i in range(6):
+        episode = jax.tree.map(lambda x, i=i: x[i], episodes)
+        _, cache = run_with_hooks(model, FORMAT.encode(episode),
+                                  capture=["blocks.*.attn.pattern"])
+        for layer in range(2):
+            pattern = cache[f"blocks.{layer}.attn.pattern"]
+            values = {"bigram": bigram(pattern), "label_attention": label_attention(pattern),
+                      "chunk_example": chunk_example(pattern),
+                      "tila2": tila2(pattern, episode.context_classes, episode.query_class)}
+            for name, per_head in values.items():
+                for head in range(2):
+                    expected.setdefault(f"L{layer}H{head}.{name}", []).append(
+                        float(per_head[head]))
+    for name, values in expected.items():
+        assert float(got[name]) == pytest.approx(np.mean(values), rel=1e-5, abs=1e-7), name
+    # Softmax rows sum to one: bigram + label attention + item attention of the query ≤ 1.
+    assert 0 < float(got["L0H0.bigram"]) < 1
+
+
+def test_trainer_logs_the_probe_at_every_evaluation():
+    probe = circuit_probe(FORMAT)
+    train = TrainConfig(steps=40, batch_size=32, optimizer="sgd", lr=0.01, eval_every=20,
+                        checkpoint_every=20, eval_size=64)
+    trainer = Trainer(TASK, FORMAT, _build, train, probe=probe)
+    eval_episodes = TASK.sample(jax.random.key(3), 64)
+    state, _, evals = fit(trainer, [0, 1], eval_episodes, progress=False)
+    assert list(evals.step.unique()) == [0, 20, 40]
+    assert {"eval_loss", "eval_accuracy", "eval_L1H1.label_attention"} <= set(evals.columns)
+    final = evals[evals.step == 40].set_index("seed")
+    for seed_index, seed in enumerate([0, 1]):
+        model = trainer.model(jax.tree.map(lambda x, i=seed_index: x[i], state.params))
+        direct = probe(model, eval_episodes)
+        for name in ("L0H0.bigram", "L1H1.chunk_example", "L1H0.tila2"):
+            assert final.loc[seed, f"eval_{name}"] == pytest.approx(float(direct[name]),
+                                                                    rel=1e-5, abs=1e-7)
