@@ -1,7 +1,7 @@
 """Run a recipe into a run folder, resume it, or re-render its report — the Python API
 behind ``iclab run`` and ``iclab report``.
 
->>> import iclab
+>>> import dataclasses, iclab
 >>> config = iclab.default_config("von-oswald")
 >>> store = iclab.run("von-oswald", dataclasses.replace(config, seeds=4), out="runs/vo")
 >>> store.read_json("summary.json")["headline"]["model_loss"]
@@ -56,6 +56,8 @@ def run(recipe: str, config: Any | None = None, out: str | Path | None = None,
 
 def render(run_dir: str | Path | RunStore) -> Path:
     """Redraw the figures and ``report.html`` of a finished run from its stored files."""
+    if not isinstance(run_dir, RunStore) and not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (made by `iclab run`)")
     store = run_dir if isinstance(run_dir, RunStore) else RunStore(Path(run_dir))
     entry = get_recipe(store.read_json("config.json")["recipe"])
     figures = entry.figures(store)

@@ -149,3 +149,10 @@ def test_default_run_meets_the_papers_claims(tmp_path):
     assert headline["model_cos"] >= 0.99
     assert headline["weights_rel_error"] <= 0.1
     assert headline["model_loss"] < 0.6 * headline["zero_loss"]
+
+
+def test_report_of_a_missing_folder_fails_without_creating_it(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    assert main(["report", str(missing)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert not missing.exists()

@@ -15,7 +15,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float
 
-from iclab.formats.regression import Format
+from iclab.formats.base import Format
 from iclab.models.hooks import Intervention, run_with_hooks
 from iclab.tasks.base import Episode
 from iclab.tasks.episode import RegressionEpisode
@@ -81,6 +81,7 @@ def predict(learner: Learner, episodes: RegressionEpisode) -> Float[Array, " bat
     return jax.vmap(learner)(episodes)
 
 
+@eqx.filter_jit
 def query_loss(learner: Learner, episodes: RegressionEpisode) -> Float[Array, ""]:
     """½·mean squared error at the query — the loss von Oswald et al. (2022) report."""
     return 0.5 * jax.numpy.mean((predict(learner, episodes) - episodes.query_y) ** 2)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-import equinox as eqx
 import jax
 import numpy as np
 
 from iclab.algorithms.learner import Learner, query_loss
 from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.linear_regression import LinearRegression
-
-_loss = eqx.filter_jit(query_loss)
 
 
 def icl_curve(learners: Mapping[str, Learner], episodes: RegressionEpisode,
@@ -23,7 +20,7 @@ def icl_curve(learners: Mapping[str, Learner], episodes: RegressionEpisode,
     Truncating the same episodes (rather than drawing new ones per k) makes the curves of
     different learners and lengths differ only by what the learner sees.
     """
-    return {name: np.array([float(_loss(learner, episodes.with_context(k)))
+    return {name: np.array([float(query_loss(learner, episodes.with_context(k)))
                             for k in lengths])
             for name, learner in learners.items()}
 
@@ -40,5 +37,5 @@ def shift_curve(learners: Mapping[str, Learner], task: LinearRegression, field: 
         shifted = dataclasses.replace(task, **{field: base * factor})
         episodes = shifted.sample(key, n_episodes)
         for name, learner in learners.items():
-            losses[name].append(float(_loss(learner, episodes)))
+            losses[name].append(float(query_loss(learner, episodes)))
     return {name: np.array(values) for name, values in losses.items()}
