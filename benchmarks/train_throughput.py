@@ -38,7 +38,7 @@ import optax
 from iclab.formats import PairTokens
 from iclab.models import LSAConfig
 from iclab.tasks import LinearRegression
-from iclab.train import TrainConfig, Trainer, episode_loss
+from iclab.train import TrainConfig, Trainer, episode_metrics
 
 SETTINGS = [(1, 2048), (1, 512), (8, 2048), (8, 512)]  # (seeds, batch)
 TASKS_PER_CHUNK = 400_000  # episodes per timed chunk: about a second on a 2-core CPU
@@ -110,7 +110,7 @@ def piece_timers(trainer: Trainer, n_seeds: int, n_steps: int
 
         def loss(p: Any) -> jax.Array:
             model = trainer.model(p)
-            return jnp.mean(jax.vmap(lambda e: episode_loss(model, fmt, e))(eps))
+            return jnp.mean(jax.vmap(lambda e: episode_metrics(model, fmt, e)["loss"])(eps))
 
         grads = jax.grad(loss)(params)
         return jax.tree.map(lambda p, g: p - 1e-12 * g, params, grads), eps

@@ -16,7 +16,7 @@ import tyro
 
 from iclab.config import ConfigError
 from iclab.recipes import RECIPES, get_recipe
-from iclab.runner import render, run, stored_config
+from iclab.runner import default_config, render, run, stored_config
 from iclab.store import RunStore
 from iclab.train import CheckpointError, NonFiniteLossError
 
@@ -42,6 +42,9 @@ class RunArgs(Generic[C]):
     """run folder (default: runs/RECIPE-TIMESTAMP)"""
     resume: bool = False
     """continue the interrupted run in --out from its last checkpoint, with its stored config"""
+    quick: bool = False
+    """start from the recipe's quick preset (minutes on a CPU; see the recipe's docs); other
+    options still override it"""
     progress: bool = True
     """draw a progress bar"""
 
@@ -89,11 +92,12 @@ def _run(argv: list[str]) -> None:
 
 def _defaults(recipe: str, argv: list[str]) -> object:
     """The stored config when resuming (so unspecified options keep their stored values),
-    else the recipe's defaults."""
+    else the recipe's defaults or its quick preset."""
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument("--out")
     peek.add_argument("--resume", action="store_true")
+    peek.add_argument("--quick", action="store_true")
     known, _ = peek.parse_known_args(argv[1:])
     if known.resume and known.out:
         return stored_config(RunStore(Path(known.out)), recipe)
-    return get_recipe(recipe).config_type()
+    return default_config(recipe, quick=known.quick)

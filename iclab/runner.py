@@ -19,9 +19,12 @@ from iclab.report import write_report
 from iclab.store import RunStore, environment
 
 
-def default_config(recipe: str) -> Any:
-    """The recipe's default config (the paper's setup); change it with ``replace``."""
-    return get_recipe(recipe).config_type()
+def default_config(recipe: str, quick: bool = False) -> Any:
+    """The recipe's default config (the paper's setup), or with ``quick`` its preset that
+    runs in minutes on a CPU (the default itself where that is already quick); change it
+    with ``dataclasses.replace``."""
+    entry = get_recipe(recipe)
+    return entry.quick() if quick and entry.quick is not None else entry.config_type()
 
 
 def run(recipe: str, config: Any | None = None, out: str | Path | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,12 +10,12 @@ import pytest
 
 from iclab.config import ConfigError
 from iclab.formats import ItemLabelTokens
-from iclab.models import TransformerConfig, run_with_hooks
+from iclab.models import LearnedLabels, TransformerConfig, run_with_hooks
 from iclab.tasks import BurstyClassification, ClassificationEpisode
 from iclab.train import TrainConfig, Trainer, fit
 
 
-def _episode(labels=(2, 0), query_label=1) -> ClassificationEpisode:
+def _episode(labels=(2, 0), query_label=1, position_draw=0.0) -> ClassificationEpisode:
     # N = 2 context items of dimension 4 with distinct, recognisable values.
     return ClassificationEpisode(
         context_x=jnp.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]),
@@ -24,6 +25,7 @@ def _episode(labels=(2, 0), query_label=1) -> ClassificationEpisode:
         query_label=jnp.array(query_label, jnp.int32),
         query_class=jnp.array(7, jnp.int32),
         task_id=jnp.array(0, jnp.int32),
+        position_draw=jnp.array(position_draw),
     )
 
 
@@ -39,6 +41,25 @@ def test_onehot_layout_is_items_labels_query_with_positions():
     ], float)
     np.testing.assert_array_equal(tokens, expected)
     assert fmt.token_dim(4) == 10
+
+
+@pytest.mark.parametrize(("draw", "offset"), [(0.0, 0), (0.5, 1), (0.99, 1)])
+def test_random_position_offset_shifts_the_whole_code(draw, offset):
+    """Reddy's code: 5 tokens in a width-6 code leave 2 offsets; the draw picks one."""
+    fmt = ItemLabelTokens(n_labels=3, position_width=6, position_offset="random")
+    tokens = np.asarray(fmt.encode(_episode(position_draw=draw)))
+    np.testing.assert_array_equal(tokens[:, 4:], np.eye(5, 6, k=offset))
+    fixed = ItemLabelTokens(n_labels=3, position_width=6).encode(_episode(position_draw=draw))
+    np.testing.assert_array_equal(tokens[:, :4], np.asarray(fixed)[:, :4])
+
+
+def test_random_position_offsets_are_uniform():
+    fmt = ItemLabelTokens(n_labels=32, position_width=65, position_offset="random")
+    episodes = BurstyClassification().sample(jax.random.key(0), 4000)
+    first = np.argmax(np.asarray(jax.vmap(fmt.encode)(episodes))[:, 0, 63:], axis=-1)
+    counts = np.bincount(first, minlength=65)
+    assert counts[49:].sum() == 0  # 17 tokens: offsets 0 … 48
+    assert counts[:49].min() > 40 and counts[:49].max() < 125  # ≈ 82 each
 
 
 def test_random_label_vectors_are_fixed_per_label_and_seed():
@@ -104,3 +125,25 @@ def test_attention_classifier_learns_in_weights_labels():
     assert evals.eval_accuracy.iloc[0] < 0.3
     assert evals.eval_accuracy.iloc[-1] > 0.9
     assert evals.eval_loss.iloc[-1] < 0.5 * evals.eval_loss.iloc[0]
+
+
+def test_learned_labels_embed_label_rows_only(getkey):
+    """Minegishi's learned label table: label token k's content becomes E[label_k]; items,
+    query and positions are untouched, and the table receives gradients."""
+    fmt = ItemLabelTokens(n_labels=3, label_code="learned", position_width=6)
+    tokens = fmt.encode(_episode(labels=(2, 0)))
+    inner = TransformerConfig(d_model=10, n_layers=1, n_heads=1, read_in=False,
+                              positional="none").build(10, 3, key=getkey())
+    model = LearnedLabels(inner, n_labels=3, content_dim=4, label_rows=fmt.label_rows(2),
+                          key=getkey())
+    embedded = np.asarray(model.embed(tokens))
+    table = np.asarray(model.table)
+    np.testing.assert_allclose(embedded[1, :4], table[2], rtol=1e-6)
+    np.testing.assert_allclose(embedded[3, :4], table[0], rtol=1e-6)
+    np.testing.assert_array_equal(embedded[[0, 2, 4]], np.asarray(tokens)[[0, 2, 4]])
+    np.testing.assert_array_equal(embedded[:, 4:], np.asarray(tokens)[:, 4:])
+    np.testing.assert_allclose(model.outputs_at(tokens, slice(-1, None)),
+                               model(tokens)[-1:], rtol=1e-5, atol=1e-6)
+    grads = eqx.filter_grad(lambda m: m(tokens)[-1, 0])(model)
+    assert np.abs(np.asarray(grads.table)[[0, 2]]).max() > 0
+    np.testing.assert_array_equal(np.asarray(grads.table)[1], 0.0)  # label 1 is absent

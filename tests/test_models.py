@@ -328,6 +328,28 @@ def test_kq_and_pv_products(getkey, softmax, scaled):
     np.testing.assert_allclose(captured["attn.out"], out, rtol=1e-6, atol=1e-6)
 
 
+def test_no_output_projection_concatenates_heads(getkey):
+    """Reddy's and Minegishi's attention adds the heads' concatenated values to the
+    residual stream: P is the identity, and no output matrix is a parameter."""
+    d_model, n_heads, seq = 6, 2, 5
+    attn = MultiHeadAttention(d_model, n_heads, d_model // n_heads, softmax=True,
+                              scaled=False, init_scale=1.0, output_projection=False,
+                              key=getkey())
+    assert attn.output is None
+    x = jax.random.normal(getkey(), (seq, d_model))
+    mask = attention_mask("causal", seq)
+    out, captured = run_with_hooks(lambda t, hooks: attn(t, mask, hooks=hooks), x,
+                                   capture=["attn.z"])
+    z = np.asarray(captured["attn.z"])  # (heads, seq, key)
+    np.testing.assert_allclose(out, np.concatenate(list(z), axis=-1), rtol=1e-6)
+    expected_pv = np.stack([np.eye(d_model)[:, h * 3:(h + 1) * 3] @ np.asarray(attn.value[h])
+                            for h in range(n_heads)])
+    np.testing.assert_allclose(attn.pv_product(), expected_pv, rtol=1e-6)
+    with pytest.raises(ValueError, match="must equal d_model=6"):
+        MultiHeadAttention(d_model, n_heads, 2, softmax=True, scaled=False, init_scale=1.0,
+                           output_projection=False, key=getkey())
+
+
 def test_construction_products(getkey):
     """The GD construction's products are the paper's: W_Kᵀ W_Q selects x, P W_V writes
     −(eta/N) y and −gamma x."""
@@ -362,7 +384,10 @@ def test_lsa_outputs_at_equals_full_forward(getkey, config):
     TransformerConfig(d_model=8, n_layers=1, n_heads=1, causal=False, positional="sinusoidal"),
     TransformerConfig(d_model=8, n_layers=2, n_heads=1, scaled=False, layer_norm=False,
                       mlp=False, positional="none", head="mlp"),
-], ids=["gpt2-like", "bidirectional-sinusoidal", "attention-only-mlp-head"])
+    TransformerConfig(d_model=8, n_layers=2, n_heads=2, scaled=False, layer_norm=False,
+                      mlp=False, positional="none", output_projection=False, head="mlp"),
+], ids=["gpt2-like", "bidirectional-sinusoidal", "attention-only-mlp-head",
+        "no-output-projection"])
 def test_transformer_outputs_at_equals_full_forward(getkey, config):
     """The row-restricted pass (last block attends from the read rows only) equals the full
     hooked pass, for every block option."""

@@ -63,3 +63,21 @@ def test_trainer_logs_the_probe_at_every_evaluation():
         for name in ("L0H0.bigram", "L1H1.chunk_example", "L1H0.tila2"):
             assert final.loc[seed, f"eval_{name}"] == pytest.approx(float(direct[name]),
                                                                     rel=1e-5, abs=1e-7)
+
+
+def test_circuit_probe_attention_maps_are_the_mean_patterns(getkey):
+    model = _build(getkey())
+    episodes = TASK.sample(getkey(), 5)
+    got = circuit_probe(FORMAT, attention_maps=True)(model, episodes)
+    patterns = []
+    for i in range(5):
+        episode = jax.tree.map(lambda x, i=i: x[i], episodes)
+        _, cache = run_with_hooks(model, FORMAT.encode(episode),
+                                  capture=["blocks.*.attn.pattern"])
+        patterns.append(np.stack([cache["blocks.0.attn.pattern"],
+                                  cache["blocks.1.attn.pattern"]]))
+    seq = 2 * TASK.n_context + 1
+    assert got["attention_maps"].shape == (2, 2, seq, seq)  # layer, head, query, key
+    np.testing.assert_allclose(got["attention_maps"], np.mean(patterns, axis=0), rtol=1e-5,
+                               atol=1e-7)
+    np.testing.assert_allclose(np.asarray(got["attention_maps"]).sum(-1), 1.0, rtol=1e-5)

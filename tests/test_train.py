@@ -18,7 +18,7 @@ import optax
 import pandas as pd
 import pytest
 
-from iclab.algorithms import ZeroPredictor, query_loss, tune_gd
+from iclab.algorithms import ModelLearner, ZeroPredictor, query_loss, tune_gd
 from iclab.formats import InterleavedTokens, PairTokens
 from iclab.models import LSAConfig, TransformerConfig, clamp
 from iclab.tasks import LinearRegression
@@ -30,6 +30,7 @@ from iclab.train import (
     TrainState,
     fit,
     load_checkpoint,
+    load_eval_arrays,
     make_optimizer,
     save_checkpoint,
 )
@@ -443,3 +444,43 @@ def test_lsa_learns_one_gd_step():
     assert np.sum(closed >= 0.8) >= 2, closed
     assert closed.max() >= 0.85, closed
     assert np.all(final > gd - 0.01), final  # nothing beats the tuned GD step by much
+
+
+def test_named_evaluation_sets_are_logged_per_set(trainer, eval_episodes, single_seed_run):
+    """A mapping of evaluation sets gives ``eval_{set}_{metric}`` columns, each equal to
+    evaluating that set alone."""
+    other = TASK.sample(jax.random.key(99), 128)
+    _, _, evals = fit(trainer, [1], {"first": eval_episodes, "other": other}, progress=False)
+    _, _, alone, _ = single_seed_run
+    assert {"eval_first_loss", "eval_other_loss"} <= set(evals.columns)
+    np.testing.assert_allclose(evals["eval_first_loss"], alone["eval_loss"], rtol=1e-6)
+    assert not np.allclose(evals["eval_other_loss"], evals["eval_first_loss"])
+
+
+def _array_probe(model, episodes):
+    """A scalar and an array read off the model: the mean prediction and its per-position
+    mean over the first two episodes' query inputs."""
+    predictions = jax.vmap(ModelLearner(model, FORMAT))(episodes)
+    return {"mean_prediction": jnp.mean(predictions),
+            "first_predictions": predictions[:2, None] * jnp.ones((2, 3))}
+
+
+def test_probe_arrays_are_stacked_per_evaluation_and_resume(eval_episodes, tmp_path):
+    """Scalars of a probe become columns; arrays are stacked in eval_arrays.npz, one row
+    per evaluation, and resume continues them to the same file as an uninterrupted run."""
+    probed = Trainer(TASK, FORMAT, _build_lsa, CONFIG, probe=_array_probe)
+    _, _, evals = fit(probed, [1, 2], eval_episodes, out_dir=tmp_path / "a", progress=False)
+    assert "eval_mean_prediction" in evals.columns
+    steps, arrays = load_eval_arrays(tmp_path / "a")
+    np.testing.assert_array_equal(steps, [0, 20, 40, 60])
+    assert arrays["eval_first_predictions"].shape == (4, 2, 2, 3)  # evals, seeds, array
+    short = Trainer(TASK, FORMAT, _build_lsa, dataclasses.replace(CONFIG, steps=40),
+                    probe=_array_probe)
+    fit(short, [1, 2], eval_episodes, out_dir=tmp_path / "b", progress=False)
+    fit(probed, [1, 2], eval_episodes, out_dir=tmp_path / "b", resume=True, progress=False)
+    steps_b, arrays_b = load_eval_arrays(tmp_path / "b")
+    np.testing.assert_array_equal(steps_b, steps)
+    np.testing.assert_array_equal(arrays_b["eval_first_predictions"],
+                                  arrays["eval_first_predictions"])
+    with pytest.raises(FileNotFoundError, match="no probe arrays"):
+        load_eval_arrays(tmp_path)

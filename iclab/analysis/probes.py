@@ -7,34 +7,44 @@ fixed episodes rather than read once from the last batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array
 
 from iclab.analysis.circuits import bigram, chunk_example, label_attention, tila2
 from iclab.formats.base import Format
-from iclab.models.hooks import run_with_hooks
+from iclab.models.hooks import Intervention, run_with_hooks
 from iclab.tasks.classification import ClassificationEpisode
 
 CIRCUIT_METRICS = {"bigram": bigram, "label_attention": label_attention,
                    "chunk_example": chunk_example}
 
 
-def circuit_probe(format: Format) -> Callable[[eqx.Module, ClassificationEpisode],
-                                              dict[str, Float[Array, ""]]]:
+def circuit_probe(format: Format, attention_maps: bool = False,
+                  interventions: Mapping[str, Intervention] | None = None
+                  ) -> Callable[[eqx.Module, ClassificationEpisode], dict[str, Array]]:
     """Minegishi et al.'s (2025) Bigram, Label Attention and Chunk Example and Reddy's
     (2023) TILA2, per layer and head, averaged over the episodes.
 
     Names are ``L{layer}H{head}.{metric}`` (0-indexed), e.g. ``L1H0.label_attention``.
+    Label Attention is Reddy's TLA2 and Chunk Example his ILA1. With ``attention_maps``
+    the probe also returns ``attention_maps``, the mean pattern (layer, head, seq, seq),
+    which the trainer stacks over training (``eval_arrays.npz``). ``interventions`` apply
+    during the probe's forward pass: pass the ones a model trains under, so the probe
+    reads the patterns the model actually computes with (a clamped layer reads as clamped).
     """
 
     def scores(model: eqx.Module, episode: ClassificationEpisode) -> dict[str, Array]:
         _, cache = run_with_hooks(model, format.encode(episode),
-                                  capture=["blocks.*.attn.pattern"])
+                                  capture=["blocks.*.attn.pattern"],
+                                  interventions=interventions)
         out = {}
+        if attention_maps:
+            out["attention_maps"] = jnp.stack([cache[f"blocks.{layer}.attn.pattern"]
+                                               for layer in range(len(cache))])
         for site, pattern in cache.items():
             layer = site.split(".")[1]
             per_head = {name: metric(pattern) for name, metric in CIRCUIT_METRICS.items()}
@@ -44,9 +54,8 @@ def circuit_probe(format: Format) -> Callable[[eqx.Module, ClassificationEpisode
                     out[f"L{layer}H{head}.{name}"] = value
         return out
 
-    def probe(model: eqx.Module, episodes: ClassificationEpisode
-              ) -> dict[str, Float[Array, ""]]:
+    def probe(model: eqx.Module, episodes: ClassificationEpisode) -> dict[str, Array]:
         per_episode = jax.vmap(lambda episode: scores(model, episode))(episodes)
-        return {name: jnp.mean(values) for name, values in per_episode.items()}
+        return {name: jnp.mean(values, axis=0) for name, values in per_episode.items()}
 
     return probe

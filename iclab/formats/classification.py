@@ -27,30 +27,43 @@ class ItemLabelTokens(Format):
 
     Attributes:
         n_labels: L, the number of labels (the model emits L logits).
-        label_code: "onehot" writes one-hot(label) into the first L content coordinates,
-            so the first layer's projections act as a learned label embedding (Minegishi);
-            "random" writes a fixed random vector ~ N(0, I_D / D) per label, drawn from
-            ``label_seed`` (Reddy's fixed label vectors).
+        label_code: "onehot" writes one-hot(label) into the first L content coordinates;
+            "learned" writes the same one-hot for a :class:`~iclab.models.LearnedLabels`
+            wrapper to replace by a learned embedding (Minegishi et al. 2025; see
+            :meth:`label_rows`); "random" writes a fixed random vector ~ N(0, I_D / D) per
+            label, drawn from ``label_seed`` (Reddy's fixed label vectors).
         label_seed: seed of the random label vectors.
         position_width: width of the one-hot position code (≥ 2N + 1).
+        position_offset: "fixed" puts token i's one-hot at coordinate i; "random" shifts
+            the whole sequence's code by an offset uniform over the
+            ``position_width − 2N`` possible ones, drawn per sequence from the episode's
+            ``position_draw`` (Reddy 2023), so position is only relative.
     """
 
     n_labels: int = 32
-    label_code: Literal["onehot", "random"] = "onehot"
+    label_code: Literal["onehot", "learned", "random"] = "onehot"
     label_seed: int = 0
     position_width: int = 65
+    position_offset: Literal["fixed", "random"] = "fixed"
 
     readout = slice(-1, None)  # the query token alone
 
     def __post_init__(self) -> None:
         require(self.n_labels >= 2, "format.n_labels", self.n_labels, "must be >= 2")
-        require(self.label_code in ("onehot", "random"), "format.label_code", self.label_code,
-                "must be 'onehot' or 'random'")
+        require(self.label_code in ("onehot", "learned", "random"), "format.label_code",
+                self.label_code, "must be 'onehot', 'learned' or 'random'")
         require(self.position_width >= 3, "format.position_width", self.position_width,
                 "must be >= 2N + 1 (at least 3)")
+        require(self.position_offset in ("fixed", "random"), "format.position_offset",
+                self.position_offset, "must be 'fixed' or 'random'")
 
     def token_dim(self, dim: int) -> int:
         return dim + self.position_width
+
+    @staticmethod
+    def label_rows(n_context: int) -> slice:
+        """The rows of the N context labels in the encoded sequence: 1, 3, …, 2N − 1."""
+        return slice(1, 2 * n_context, 2)
 
     def encode(self, episode: ClassificationEpisode) -> Float[Array, "seq token"]:
         n, dim = episode.context_x.shape
@@ -60,7 +73,12 @@ class ItemLabelTokens(Format):
         labels = self._label_vectors(episode.context_labels, dim)
         content = jnp.stack([episode.context_x, labels], axis=1).reshape(2 * n, dim)
         content = jnp.concatenate([content, episode.query_x[None]], axis=0)
-        positions = jnp.eye(2 * n + 1, self.position_width)
+        offset = 0
+        if self.position_offset == "random":
+            n_offsets = self.position_width - 2 * n
+            offset = jnp.minimum(jnp.floor(episode.position_draw * n_offsets).astype(jnp.int32),
+                                 n_offsets - 1)
+        positions = jax.nn.one_hot(jnp.arange(2 * n + 1) + offset, self.position_width)
         return jnp.concatenate([content, positions], axis=1)
 
     def decode(self, outputs: Float[Array, "seq labels"]) -> Float[Array, "1 labels"]:
@@ -76,10 +94,11 @@ class ItemLabelTokens(Format):
         return {"accuracy": (jnp.argmax(predictions[-1]) == episode.query_label).astype(float)}
 
     def _label_vectors(self, labels: Int[Array, " n"], dim: int) -> Float[Array, "n dim"]:
-        if self.label_code == "onehot":
+        if self.label_code in ("onehot", "learned"):
             if self.n_labels > dim:
-                raise ValueError(f"label_code='onehot' needs n_labels={self.n_labels} <= item "
-                                 f"dimension {dim}; use label_code='random'")
+                raise ValueError(f"label_code='{self.label_code}' needs n_labels="
+                                 f"{self.n_labels} <= item dimension {dim}; use "
+                                 "label_code='random'")
             return jax.nn.one_hot(labels, dim)
         table = jax.random.normal(jax.random.key(self.label_seed), (self.n_labels * dim,))
         return (table.reshape(self.n_labels, dim) / jnp.sqrt(dim))[labels]

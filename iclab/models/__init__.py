@@ -2,11 +2,12 @@
 
 from iclab.models.attention import MultiHeadAttention, attention_mask
 from iclab.models.hooks import Hooks, Intervention, ablate_head, clamp, run_with_hooks
+from iclab.models.label_embedding import LearnedLabels
 from iclab.models.lsa import LinearSelfAttention, LSAConfig, gd_construction
 from iclab.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
-    "Hooks", "Intervention", "LSAConfig", "LinearSelfAttention", "MultiHeadAttention",
-    "Transformer", "TransformerConfig", "ablate_head", "attention_mask", "clamp",
-    "gd_construction", "run_with_hooks",
+    "Hooks", "Intervention", "LSAConfig", "LearnedLabels", "LinearSelfAttention",
+    "MultiHeadAttention", "Transformer", "TransformerConfig", "ablate_head", "attention_mask",
+    "clamp", "gd_construction", "run_with_hooks",
 ]

@@ -30,25 +30,32 @@ class MultiHeadAttention(eqx.Module):
 
     ``mask[i, j]`` says whether position i may read position j. With ``softmax=False``
     the pattern is the masked raw scores (linear attention); with ``softmax=True`` it is
-    the masked softmax of the scores.
+    the masked softmax of the scores. Without an output projection (``output=None``,
+    Reddy 2023 and Minegishi et al. 2025) the heads' outputs are concatenated, so
+    ``heads × key`` must equal ``d_model``.
     """
 
     query: Float[Array, "heads key d_model"]
     key: Float[Array, "heads key d_model"]
     value: Float[Array, "heads key d_model"]
-    output: Float[Array, "d_model heads_key"]
+    output: Float[Array, "d_model heads_key"] | None
     softmax: bool = eqx.field(static=True)
     scaled: bool = eqx.field(static=True)
 
     def __init__(self, d_model: int, n_heads: int, key_size: int, *, softmax: bool,
-                 scaled: bool, init_scale: float, key: PRNGKeyArray):
+                 scaled: bool, init_scale: float, output_projection: bool = True,
+                 key: PRNGKeyArray):
+        if not output_projection and n_heads * key_size != d_model:
+            raise ValueError(f"without an output projection the {n_heads} heads x key size "
+                             f"{key_size} are concatenated, so they must equal d_model="
+                             f"{d_model}")
         kq, kk, kv, ko = jax.random.split(key, 4)
         shape = (n_heads, key_size, d_model)
         self.query = variance_scaling(kq, shape, init_scale, d_model)
         self.key = variance_scaling(kk, shape, init_scale, d_model)
         self.value = variance_scaling(kv, shape, init_scale, d_model)
-        self.output = variance_scaling(ko, (d_model, n_heads * key_size), init_scale,
-                                       n_heads * key_size)
+        self.output = (variance_scaling(ko, (d_model, n_heads * key_size), init_scale,
+                                        n_heads * key_size) if output_projection else None)
         self.softmax = softmax
         self.scaled = scaled
 
@@ -68,7 +75,9 @@ class MultiHeadAttention(eqx.Module):
         scores = call_hook(hooks, f"{name}.scores", scores)
         pattern = call_hook(hooks, f"{name}.pattern", self._pattern(scores, mask))
         z = call_hook(hooks, f"{name}.z", jnp.einsum("hqs,hsk->hqk", pattern, v))
-        out = jnp.einsum("dm,qm->qd", self.output, z.transpose(1, 0, 2).reshape(x.shape[0], -1))
+        out = z.transpose(1, 0, 2).reshape(x.shape[0], -1)
+        if self.output is not None:
+            out = jnp.einsum("dm,qm->qd", self.output, out)
         return call_hook(hooks, f"{name}.out", out)
 
     def attend_from(self, x: Float[Array, "seq d_model"], mask: Bool[Array, "seq seq"],
@@ -104,7 +113,9 @@ class MultiHeadAttention(eqx.Module):
 
     def pv_product(self) -> Float[Array, "heads d_model d_model"]:
         """``P_h W_V,h`` per head: the map from a read token to what is written back."""
-        p = self.output.reshape(self.output.shape[0], self.n_heads, -1)
+        output = (jnp.eye(self.value.shape[2], self.n_heads * self.value.shape[1])
+                  if self.output is None else self.output)
+        p = output.reshape(output.shape[0], self.n_heads, -1)
         return jnp.einsum("dhk,hke->hde", p, self.value)
 
 

@@ -36,6 +36,9 @@ class TransformerConfig:
         max_len: longest sequence learned positions cover.
         scaled: divide attention scores by sqrt(key size); Reddy (2023) and Minegishi et
             al. (2025) use unscaled softmax attention.
+        output_projection: each attention layer maps its heads' concatenated outputs back
+            to the residual stream through a learned matrix; Reddy (2023) and Minegishi et
+            al. (2025) have none (heads × key size = d_model, added as they are).
         read_in: a linear read-in from the token width to ``d_model``; without it tokens
             enter the residual stream as they are (their width must equal ``d_model``,
             as in Reddy's 128-wide tokens).
@@ -52,6 +55,7 @@ class TransformerConfig:
     positional: Literal["learned", "sinusoidal", "none"] = "learned"
     max_len: int = 128
     scaled: bool = True
+    output_projection: bool = True
     read_in: bool = True
     head: Literal["linear", "mlp"] = "linear"
 
@@ -80,7 +84,8 @@ class Block(eqx.Module):
         k_attn, k_mlp = jax.random.split(key)
         d = config.d_model
         self.attn = MultiHeadAttention(d, config.n_heads, d // config.n_heads, softmax=True,
-                                       scaled=config.scaled, init_scale=1.0, key=k_attn)
+                                       scaled=config.scaled, init_scale=1.0,
+                                       output_projection=config.output_projection, key=k_attn)
         self.mlp = (eqx.nn.MLP(d, d, 4 * d, depth=1, activation=jax.nn.relu, key=k_mlp)
                     if config.mlp else None)
         self.norm_attn = eqx.nn.LayerNorm(d) if config.layer_norm else None
@@ -131,7 +136,7 @@ class Transformer(eqx.Module):
                                                                             config.n_layers))
         self.norm_out = eqx.nn.LayerNorm(d) if config.layer_norm else None
         self.read_out = (eqx.nn.Linear(d, d_out, key=k_out) if config.head == "linear" else
-                         eqx.nn.MLP(d, d_out, d, depth=3, activation=jax.nn.relu, key=k_out))
+                         eqx.nn.MLP(d, d_out, d, depth=2, activation=jax.nn.relu, key=k_out))
         self.causal = config.causal
         self.positional = config.positional
 

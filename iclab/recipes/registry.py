@@ -21,6 +21,8 @@ class Recipe:
             returns the summary (``headline`` numbers and ``claims``).
         figures: draws the figures from the stored files alone (so ``iclab report`` can
             redraw them) and returns (file name, caption) pairs.
+        quick: the ``--quick`` preset, a config that shows the result qualitatively in a
+            few minutes on a CPU (``None``: the default is already quick).
     """
 
     name: str
@@ -28,6 +30,7 @@ class Recipe:
     config_type: type
     run: Callable[[Any, RunStore, bool, bool], dict[str, Any]]
     figures: Callable[[RunStore], list[tuple[str, str]]]
+    quick: Callable[[], Any] | None = None
 
 
 RECIPES: dict[str, Recipe] = {}

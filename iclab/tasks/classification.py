@@ -32,7 +32,9 @@ class ClassificationEpisode(eqx.Module):
     ``context_classes`` / ``query_class`` are the items' class ids (``>= n_classes`` for a
     sequence's novel classes, see the module docstring) and ``task_id`` the label-shift
     task of Minegishi et al. (2025), 0 for single-task distributions; analyses read them,
-    models never do.
+    models never do. ``position_draw`` is a uniform [0, 1) number per sequence that a
+    format may spend on a random encoding choice (Reddy's random position offset), so an
+    episode's tokens stay a pure function of the episode.
     """
 
     context_x: Float[Array, "*batch ctx d"]
@@ -42,6 +44,7 @@ class ClassificationEpisode(eqx.Module):
     query_label: Int32[Array, "*batch"]
     query_class: Int32[Array, "*batch"]
     task_id: Int32[Array, "*batch"]
+    position_draw: Float[Array, "*batch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,6 +308,7 @@ def _episode(task: BurstyClassification, key: PRNGKeyArray, classes: Int[Array, 
         context_x=x[:, :-1], context_labels=labels[:, :-1], context_classes=classes[:, :-1],
         query_x=x[:, -1], query_label=labels[:, -1], query_class=classes[:, -1],
         task_id=jnp.zeros((batch_size,), jnp.int32),
+        position_draw=jax.random.uniform(jax.random.fold_in(key, 1), (batch_size,)),
     )
 
 

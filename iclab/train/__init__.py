@@ -9,10 +9,12 @@ from iclab.train.engine import (
     TrainState,
     episode_metrics,
     fit,
+    load_eval_arrays,
 )
 from iclab.train.optim import make_optimizer
 
 __all__ = [
     "CheckpointError", "NonFiniteLossError", "Probe", "TrainConfig", "TrainState", "Trainer",
-    "episode_metrics", "fit", "load_checkpoint", "make_optimizer", "save_checkpoint",
+    "episode_metrics", "fit", "load_checkpoint", "load_eval_arrays", "make_optimizer",
+    "save_checkpoint",
 ]

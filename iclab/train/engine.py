@@ -11,6 +11,7 @@ a checkpoint draws exactly the batches the uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,8 +36,12 @@ from iclab.train.optim import make_optimizer
 
 ModelFactory = Callable[[PRNGKeyArray], eqx.Module]
 Probe = Callable[[eqx.Module, Any], Mapping[str, Array]]
-"""``probe(model, eval_episodes) -> {name: scalar}``: extra numbers logged at every
-evaluation, e.g. circuit scores read from attention patterns (``iclab.analysis``)."""
+"""``probe(model, eval_episodes) -> {name: value}``: extra numbers logged at every
+evaluation, e.g. circuit scores read from attention patterns (``iclab.analysis``). Scalars
+become columns of the evaluation table; arrays (e.g. mean attention maps) are stacked over
+evaluations in the run folder's ``eval_arrays.npz`` (see :func:`load_eval_arrays`)."""
+
+EVAL_ARRAYS = "eval_arrays.npz"
 
 
 class TrainState(eqx.Module):
@@ -117,34 +122,59 @@ class Trainer:
         return jax.lax.scan(self._step, state, None, length=n_steps)
 
     def _evaluate(self, params: Any, episodes: Any) -> dict[str, Float[Array, ""]]:
+        """Mean metrics (and probe numbers) on the evaluation episodes, named
+        ``eval_{metric}``; for a mapping of named sets, ``eval_{set}_{metric}`` per set."""
+        if isinstance(episodes, Mapping):
+            return {f"eval_{set_name}_{name}": value
+                    for set_name, subset in episodes.items()
+                    for name, value in self._evaluate_one(params, subset).items()}
+        return {f"eval_{name}": value
+                for name, value in self._evaluate_one(params, episodes).items()}
+
+    def _evaluate_one(self, params: Any, episodes: Any) -> dict[str, Float[Array, ""]]:
         metrics = {name: jnp.mean(value)
                    for name, value in self._metrics(params, episodes).items()}
         if self.probe is not None:
             metrics.update(self.probe(self.model(params), episodes))
-        return {f"eval_{name}": value for name, value in metrics.items()}
+        return metrics
 
 
 def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
-        out_dir: Path | None = None, resume: bool = False, progress: bool = True
+        out_dir: Path | str | None = None, resume: bool = False, progress: bool = True
         ) -> tuple[TrainState, pd.DataFrame, pd.DataFrame]:
     """Train ``seeds`` to ``config.steps``; return the final state and the metric tables.
 
-    With ``out_dir``, writes ``checkpoint.npz``/``.json`` and ``train_metrics.parquet``/
-    ``eval_metrics.parquet`` every ``checkpoint_every`` steps; ``resume=True`` continues
+    ``eval_episodes`` is one batch of episodes or a mapping of named batches (e.g. the
+    in-distribution, IC and IW sets of :func:`~iclab.tasks.evaluation_sets`), evaluated
+    every ``eval_every`` steps.
+
+    With ``out_dir``, writes ``checkpoint.npz``/``.json``, ``train_metrics.parquet``/
+    ``eval_metrics.parquet`` and the probe's arrays (``eval_arrays.npz``) every
+    ``checkpoint_every`` steps; ``resume=True`` continues
     from them. A non-finite loss stops the run with :class:`NonFiniteLossError` after
     saving the last good state.
     """
     config = trainer.config
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
     state = trainer.init(seeds)
     train_rows: list[pd.DataFrame] = []
     eval_rows: list[pd.DataFrame] = []
+    arrays: list[dict[str, np.ndarray]] = []
     if resume:
         if out_dir is None:
             raise ValueError("resume=True needs the run folder (out_dir) to resume from")
-        state, train_rows, eval_rows = _restore(out_dir, state, seeds)
+        state, train_rows, eval_rows, arrays = _restore(out_dir, state, seeds)
     step = int(state.step[0])
+
+    def evaluate() -> None:
+        frame, step_arrays = _eval_frame(trainer, state, eval_episodes, seeds, step)
+        eval_rows.append(frame)
+        arrays.append(step_arrays)
+
     if step == 0:
-        eval_rows.append(_eval_frame(trainer, state, eval_episodes, seeds, step))
+        evaluate()
     bar = tqdm(total=config.steps, initial=step, disable=not progress, unit="step",
                desc="training", dynamic_ncols=True)
     while step < config.steps:
@@ -153,12 +183,13 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
         new_state, metrics = trainer.run_chunk(state, n_steps)
         losses = np.asarray(metrics["loss"])  # (seeds, n_steps); one host sync per chunk
         if not np.all(np.isfinite(losses)):
-            _stop_on_non_finite(losses, step, seeds, state, out_dir, train_rows, eval_rows)
+            _stop_on_non_finite(losses, step, seeds, state, out_dir, train_rows, eval_rows,
+                                arrays)
         state, step = new_state, step + n_steps
         train_rows.append(_train_frame(metrics, seeds, step - n_steps))
-        eval_rows.append(_eval_frame(trainer, state, eval_episodes, seeds, step))
+        evaluate()
         if out_dir is not None and (step % config.checkpoint_every == 0 or step == config.steps):
-            _save(out_dir, state, seeds, train_rows, eval_rows)
+            _save(out_dir, state, seeds, train_rows, eval_rows, arrays)
         elapsed = time.perf_counter() - started
         bar.set_postfix(loss=f"{losses[:, -1].mean():.4f}",
                         tasks_per_s=f"{n_steps * config.batch_size * len(seeds) / elapsed:.3g}")
@@ -175,11 +206,15 @@ def _train_frame(metrics: dict[str, Array], seeds: list[int], first_step: int) -
                          "seed": np.repeat(seeds, n_steps), **columns})
 
 
-def _eval_frame(trainer: Trainer, state: TrainState, episodes: Any,
-                seeds: list[int], step: int) -> pd.DataFrame:
-    metrics = trainer.evaluate(state.params, episodes)  # name -> (seeds,)
-    return pd.DataFrame({"step": step, "seed": seeds,
-                         **{name: np.asarray(value) for name, value in metrics.items()}})
+def _eval_frame(trainer: Trainer, state: TrainState, episodes: Any, seeds: list[int],
+                step: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The evaluation's scalars as a table row per seed, and its arrays (seeds, ...)."""
+    metrics = {name: np.asarray(value)  # name -> (seeds, ...)
+               for name, value in trainer.evaluate(state.params, episodes).items()}
+    frame = pd.DataFrame({"step": step, "seed": seeds,
+                          **{name: value for name, value in metrics.items() if value.ndim == 1}})
+    arrays = {name: value for name, value in metrics.items() if value.ndim > 1}
+    return frame, {"step": np.asarray(step), **arrays} if arrays else {}
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -187,15 +222,21 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _save(out_dir: Path, state: TrainState, seeds: list[int], train_rows: list[pd.DataFrame],
-          eval_rows: list[pd.DataFrame]) -> None:
+          eval_rows: list[pd.DataFrame], arrays: list[dict[str, np.ndarray]]) -> None:
     step = int(state.step[0])
     _concat(train_rows).to_parquet(out_dir / "train_metrics.parquet")
     _concat(eval_rows).to_parquet(out_dir / "eval_metrics.parquet")
+    if any(arrays):
+        stacked = {name: np.stack([row[name] for row in arrays]) for name in arrays[0]}
+        tmp = out_dir / f"{EVAL_ARRAYS}.tmp.npz"
+        np.savez(tmp, **stacked)
+        os.replace(tmp, out_dir / EVAL_ARRAYS)
     save_checkpoint(out_dir / "checkpoint.npz", state, {"step": step, "seeds": seeds})
 
 
 def _restore(out_dir: Path, template: TrainState, seeds: list[int]
-             ) -> tuple[TrainState, list[pd.DataFrame], list[pd.DataFrame]]:
+             ) -> tuple[TrainState, list[pd.DataFrame], list[pd.DataFrame],
+                        list[dict[str, np.ndarray]]]:
     state, metadata = load_checkpoint(out_dir / "checkpoint.npz", template)
     if metadata.get("seeds") != seeds:
         raise ValueError(f"{out_dir}/checkpoint.json holds seeds {metadata.get('seeds')}, "
@@ -203,18 +244,36 @@ def _restore(out_dir: Path, template: TrainState, seeds: list[int]
     step = metadata["step"]
     train = pd.read_parquet(out_dir / "train_metrics.parquet")
     evals = pd.read_parquet(out_dir / "eval_metrics.parquet")
+    arrays = []
+    if (out_dir / EVAL_ARRAYS).exists():
+        steps, stacked = load_eval_arrays(out_dir)
+        arrays = [{"step": np.asarray(s), **{name: value[i] for name, value in stacked.items()}}
+                  for i, s in enumerate(steps) if s <= step]
     return (jax.tree.map(jnp.asarray, state), [train[train.step <= step]],
-            [evals[evals.step <= step]])
+            [evals[evals.step <= step]], arrays)
+
+
+def load_eval_arrays(out_dir: Path | str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The probe arrays a run logged: the evaluation steps and ``{name: (evals, seeds, ...)}``.
+    """
+    path = Path(out_dir) / EVAL_ARRAYS
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no probe arrays (the run's probe returned scalars "
+                                "only, or it has not reached its first checkpoint)")
+    with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+        stacked = {name: archive[name] for name in archive.files}
+    return stacked.pop("step"), stacked
 
 
 def _stop_on_non_finite(losses: np.ndarray, step: int, seeds: list[int], last_good: TrainState,
                         out_dir: Path | None, train_rows: list[pd.DataFrame],
-                        eval_rows: list[pd.DataFrame]) -> None:
+                        eval_rows: list[pd.DataFrame], arrays: list[dict[str, np.ndarray]]
+                        ) -> None:
     bad = np.argwhere(~np.isfinite(losses))  # (seed index, step offset) pairs
     seed_index, offset = bad[np.argmin(bad[:, 1])]  # the earliest step
     where = "nothing was saved (no run folder)"
     if out_dir is not None:
-        _save(out_dir, last_good, seeds, train_rows, eval_rows)
+        _save(out_dir, last_good, seeds, train_rows, eval_rows, arrays)
         where = f"the last good state (step {step}) is saved in {out_dir}/checkpoint.npz"
     raise NonFiniteLossError(
         f"loss became {losses[seed_index, offset]} at step {step + offset + 1} for seed "

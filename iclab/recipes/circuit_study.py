@@ -1,0 +1,252 @@
+"""What the in-context classification recipes share (Reddy 2023; Minegishi et al. 2025):
+the papers' model, training with the circuit probe on named evaluation sets, the phase
+table, and the figures of accuracy, circuits and attention maps over training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import jax
+import numpy as np
+import pandas as pd
+from jaxtyping import PRNGKeyArray
+
+from iclab.analysis import circuit_probe, find_phases, find_transitions, summarise_phases
+from iclab.config import require
+from iclab.formats import ItemLabelTokens
+from iclab.models import Intervention, LearnedLabels, TransformerConfig, clamp
+from iclab.plotting import save, subplots
+from iclab.store import RunStore
+from iclab.tasks import ClassificationEpisode
+from iclab.train import TrainConfig, Trainer, fit, load_eval_arrays
+
+PAPER_MODEL = TransformerConfig(
+    d_model=128, n_layers=2, n_heads=1, causal=True, layer_norm=False, mlp=False,
+    positional="none", scaled=False, output_projection=False, read_in=False, head="mlp")
+"""Reddy's and Minegishi et al.'s network: two attention-only layers of one head on 128-wide
+tokens (63 content + 65 position), unscaled softmax, causal, residual, no LayerNorm, no
+output projection, then a ReLU MLP (two hidden layers of 128) on the query token."""
+
+PAPER_TRAINING = TrainConfig(steps=100_000, batch_size=128, optimizer="sgd", lr=0.01,
+                             eval_every=500, checkpoint_every=5000, eval_size=1024)
+"""Plain SGD, learning rate 0.01, batch 128 (Reddy 2023; Minegishi et al. 2025)."""
+
+CIRCUIT_METRICS = ("bigram", "label_attention", "chunk_example", "tila2")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseRule:
+    """Minegishi et al.'s (2025) phase boundary — accuracy rises by more than ``rise``
+    within ``window`` steps — read on the in-distribution accuracy smoothed by a running
+    median over ``smoothing`` evaluations (evaluation noise alone would otherwise trip
+    the rule); phases whose accuracies differ by less than ``merge_below`` are one phase.
+    """
+
+    rise: float = 0.025
+    window: int = 100
+    smoothing: int = 5
+    merge_below: float = 0.05
+
+    def __post_init__(self) -> None:
+        require(0 < self.rise < 1, "phases.rise", self.rise, "must be in (0, 1)")
+        require(self.window >= 1, "phases.window", self.window, "must be >= 1 step")
+        require(self.smoothing >= 1, "phases.smoothing", self.smoothing, "must be >= 1")
+        require(self.merge_below >= 0, "phases.merge_below", self.merge_below, "must be >= 0")
+
+
+def model_factory(model: TransformerConfig, format: ItemLabelTokens, dim: int, n_context: int):
+    """``key -> model`` for the papers' tokens: the transformer reads ``dim + position``-wide
+    tokens and emits L logits, behind a learned label table when the format asks for one."""
+    width = format.token_dim(dim)
+
+    def build(key: PRNGKeyArray):
+        key_model, key_labels = jax.random.split(key)
+        network = model.build(width, format.n_labels, key=key_model)
+        if format.label_code != "learned":
+            return network
+        return LearnedLabels(network, format.n_labels, dim, format.label_rows(n_context),
+                             key=key_labels)
+
+    return build
+
+
+def train_with_circuits(task: Any, format: ItemLabelTokens, model: TransformerConfig,
+                        train: TrainConfig, seeds: list[int],
+                        eval_sets: Mapping[str, ClassificationEpisode], store: RunStore,
+                        resume: bool, progress: bool,
+                        interventions: Mapping[str, Intervention] | None = None
+                        ) -> tuple[Any, Trainer, pd.DataFrame, pd.DataFrame]:
+    """Train ``seeds`` with the circuit probe (and attention maps) on every evaluation set;
+    ``interventions`` hold during training, evaluation and the probe alike."""
+    trainer = Trainer(task, format, model_factory(model, format, task.dim, task.n_context),
+                      train, interventions=interventions,
+                      probe=circuit_probe(format, attention_maps=True,
+                                          interventions=interventions))
+    state, train_df, eval_df = fit(trainer, seeds, dict(eval_sets), store.path, resume,
+                                   progress)
+    return state, trainer, train_df, eval_df
+
+
+INTERVENTIONS = ("none", "clamp-previous-token", "clamp-self")
+Clamp = Literal["none", "clamp-previous-token", "clamp-self"]
+
+
+def layer1_clamp(kind: Clamp, n_context: int, n_heads: int) -> dict[str, Intervention] | None:
+    """Singh et al.'s (2024) "optogenetics" on layer 1's attention pattern, for all of
+    training: ``clamp-previous-token`` makes every label token read only its own item (the
+    token before it; the first layer of the induction circuit, Reddy's ILA1 = 1) and every
+    other token only itself; ``clamp-self`` makes every token read only itself (Minegishi et
+    al.'s Phase-1 Bigram circuit, which removes layer 1's Label Attention)."""
+    if kind == "none":
+        return None
+    seq = 2 * n_context + 1
+    reads = np.arange(seq)
+    if kind == "clamp-previous-token":
+        reads[1:2 * n_context:2] -= 1
+    pattern = np.broadcast_to(np.eye(seq)[reads], (n_heads, seq, seq))
+    return dict([clamp("blocks.0.attn.pattern", pattern)])
+
+
+def smoothed(values: np.ndarray, width: int) -> np.ndarray:
+    """Running median over ``width`` consecutive evaluations (centred)."""
+    return pd.Series(values).rolling(width, center=True, min_periods=1).median().to_numpy()
+
+
+def phase_table(evals: pd.DataFrame, seed: int, set_name: str, n_layers: int, n_heads: int,
+                rule: PhaseRule) -> list[dict[str, Any]]:
+    """The phases of one seed's accuracy on ``set_name`` with each layer's circuit metrics.
+
+    Each entry: ``start_step``, ``end_step``, ``accuracy`` (median over the phase), and per
+    layer the mean of each circuit metric (the head with the largest value, for several
+    heads) and the ``dominant`` metric — Minegishi et al.'s reading (Phase 1: Bigram in both
+    layers; Phase 2: Label Attention / Bigram; Phase 3: Chunk Example / Label Attention).
+    TILA2 is left out of the dominance vote: it is a part of Label Attention.
+    """
+    rows = evals[evals.seed == seed].sort_values("step")
+    steps = rows.step.to_numpy()
+    accuracy = smoothed(rows[f"eval_{set_name}_accuracy"].to_numpy(), rule.smoothing)
+    phases = _merged(find_phases(steps, accuracy, rule.rise, rule.window), rule.merge_below)
+    names = [name for name in CIRCUIT_METRICS if name != "tila2"]
+    curves = {name: np.stack([np.max([rows[f"eval_{set_name}_L{layer}H{head}.{name}"]
+                                      for head in range(n_heads)], axis=0)
+                              for layer in range(n_layers)], axis=1)
+              for name in CIRCUIT_METRICS}
+    voted = summarise_phases(phases, steps, {name: curves[name] for name in names})
+    table = []
+    for summary in voted:
+        phase = summary.phase
+        inside = (steps >= phase.start_step) & (steps <= phase.end_step)
+        layers = {f"layer_{layer}": {name: float(curves[name][inside, layer].mean())
+                                     for name in CIRCUIT_METRICS}
+                  for layer in range(n_layers)}
+        table.append({"start_step": phase.start_step, "end_step": phase.end_step,
+                      "accuracy": phase.value, "circuits": layers,
+                      "dominant": list(summary.dominant or ())})
+    return table
+
+
+def _merged(phases: Sequence, merge_below: float) -> list:
+    """Adjacent phases whose plateaus differ by less than ``merge_below`` joined into one."""
+    merged = [phases[0]]
+    for phase in phases[1:]:
+        last = merged[-1]
+        if abs(phase.value - last.value) < merge_below:
+            value = float(np.median([last.value, phase.value]))
+            merged[-1] = dataclasses.replace(last, end_step=phase.end_step, value=value)
+        else:
+            merged.append(phase)
+    return merged
+
+
+def jump_step(evals: pd.DataFrame, seed: int, column: str, rule: PhaseRule) -> int | None:
+    """The first step of the largest abrupt rise of a (smoothed) accuracy curve."""
+    rows = evals[evals.seed == seed].sort_values("step")
+    steps, values = rows.step.to_numpy(), smoothed(rows[column].to_numpy(), rule.smoothing)
+    transitions = find_transitions(steps, values, rule.rise, rule.window)
+    if not transitions:
+        return None
+    gains = [np.interp(t.end_step, steps, values) - np.interp(t.start_step, steps, values)
+             for t in transitions]
+    return transitions[int(np.argmax(gains))].start_step
+
+
+# --- figures -------------------------------------------------------------------------------
+
+SET_LABELS = {"in_distribution": "in-distribution", "ic": "IC (novel classes)",
+              "ic2": "IC2 (labels shifted)", "iw": "IW (no support)",
+              "random_label": "random context labels"}
+
+
+def accuracy_figure(store: RunStore, evals: pd.DataFrame, sets: Sequence[str],
+                    phases: list[dict], chance: Mapping[str, float], title: str
+                    ) -> tuple[str, str]:
+    figure, (ax,) = subplots(width=7.0, height=4.0)
+    for index, name in enumerate(sets):
+        for seed, rows in evals.groupby("seed"):
+            ax.plot(rows.step, rows[f"eval_{name}_accuracy"], color=f"C{index}",
+                    alpha=1.0 if seed == evals.seed.min() else 0.3,
+                    label=SET_LABELS.get(name, name) if seed == evals.seed.min() else None)
+    _mark_phases(ax, phases)
+    for text, level in chance.items():
+        ax.axhline(level, color="0.5", ls=":", lw=1)
+        ax.annotate(text, (ax.get_xlim()[0], level), fontsize=8, color="0.4",
+                    va="bottom")
+    ax.set(xlabel="training step", ylabel="accuracy", ylim=(0, 1.02), title=title)
+    ax.legend(fontsize=8, loc="center right")
+    save(figure, store.figures / "accuracy.png")
+    return "accuracy.png", ("Accuracy on each fixed evaluation set over training (first seed "
+                            "bold, others faint); dashed lines mark the phase boundaries "
+                            "detected on the first seed's in-distribution accuracy, dotted "
+                            "lines the reference levels.")
+
+
+def circuit_figure(store: RunStore, evals: pd.DataFrame, set_name: str, n_layers: int,
+                   n_heads: int, phases: list[dict]) -> tuple[str, str]:
+    rows = evals[evals.seed == evals.seed.min()]
+    figure, axes = subplots(ncols=n_layers, width=4.5, height=3.5)
+    for layer, ax in enumerate(axes):
+        for index, name in enumerate(CIRCUIT_METRICS):
+            for head in range(n_heads):
+                ax.plot(rows.step, rows[f"eval_{set_name}_L{layer}H{head}.{name}"],
+                        color=f"C{index}", ls=("-", "--", ":", "-.")[head % 4],
+                        label=name.replace("_", " ") if head == 0 else None)
+        _mark_phases(ax, phases)
+        ax.set(xlabel="training step", ylabel="attention", ylim=(0, 1.02),
+               title=f"layer {layer + 1}")
+    axes[0].legend(fontsize=8)
+    save(figure, store.figures / "circuits.png")
+    return "circuits.png", ("Circuit metrics per layer over training on the "
+                            f"{SET_LABELS.get(set_name, set_name)} set (first seed; one line "
+                            "style per head): Bigram = query→itself, Label Attention = "
+                            "query→context labels (TLA2), Chunk Example = label→its own item "
+                            "(ILA1), TILA2 = query→labels of its class.")
+
+
+def attention_maps_figure(store: RunStore, set_name: str, phases: list[dict]
+                          ) -> tuple[str, str]:
+    steps, arrays = load_eval_arrays(store.path)
+    maps = arrays[f"eval_{set_name}_attention_maps"][:, 0]  # (evals, layer, head, q, k)
+    n_layers = maps.shape[1]
+    figure, axes = subplots(ncols=len(phases), nrows=n_layers, width=2.8, height=2.8)
+    for column, phase in enumerate(phases):
+        middle = (phase["start_step"] + phase["end_step"]) / 2
+        index = int(np.argmin(np.abs(steps - middle)))
+        for layer in range(n_layers):
+            ax = axes[layer * len(phases) + column]
+            ax.imshow(maps[index, layer, 0], cmap="viridis", vmin=0, vmax=1)
+            ax.set_title(f"phase {column + 1}, layer {layer + 1}\nstep {int(steps[index])}",
+                         fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    save(figure, store.figures / "attention_maps.png")
+    return "attention_maps.png", ("Mean attention pattern (rows: reading token, columns: read "
+                                  "token; head 0, first seed) at the middle of each phase. "
+                                  "Tokens alternate item, label, …, query (last row).")
+
+
+def _mark_phases(ax: Any, phases: list[dict]) -> None:
+    for phase in phases[1:]:
+        ax.axvline(phase["start_step"], color="k", ls="--", lw=0.8, alpha=0.6)

@@ -1,0 +1,118 @@
+"""The reddy and minegishi recipes end to end on tiny budgets: CLI, presets, run folder,
+phase table, figures, interventions, and config errors that name the field."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iclab.cli import main
+from iclab.config import ConfigError
+from iclab.recipes.minegishi import MinegishiConfig, expected_phases
+from iclab.recipes.reddy import ReddyConfig
+from iclab.runner import default_config
+from iclab.tasks import InContextMetaLearning
+from iclab.train import load_eval_arrays
+
+TINY = ["--train.steps", "40", "--train.eval-every", "20", "--train.checkpoint-every", "20",
+        "--train.eval-size", "64", "--no-progress"]
+FIGURES = ["accuracy.png", "attention_maps.png", "circuits.png"]
+
+
+@pytest.fixture(scope="module")
+def minegishi_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "mg"
+    assert main(["run", "minegishi", "--quick", "--out", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def reddy_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "rd"
+    assert main(["run", "reddy", "--out", str(out), "--intervention", "clamp-previous-token",
+                 *TINY]) == 0
+    return out
+
+
+def test_minegishi_run_folder(minegishi_run):
+    summary = json.loads((minegishi_run / "summary.json").read_text())
+    config = json.loads((minegishi_run / "config.json").read_text())["config"]
+    assert config["train"]["lr"] == 0.05  # --quick, with the step options on top
+    assert config["train"]["steps"] == 40
+    headline = summary["headline"]
+    assert 0 <= headline["final_accuracy"] <= 1
+    assert len(headline["task_accuracies"]) == 3
+    assert headline["expected_phases"] == 3
+    phase = summary["phases"][0]
+    assert phase["start_step"] == 0 and phase["end_step"] == 40
+    assert set(phase["circuits"]) == {"layer_0", "layer_1"}
+    assert set(phase["circuits"]["layer_0"]) == {"bigram", "label_attention", "chunk_example",
+                                                  "tila2"}
+    assert summary["claims"]["final_accuracy"]["passed"] is False  # 40 steps learn nothing
+    evals = pd.read_parquet(minegishi_run / "eval_metrics.parquet")
+    assert {"eval_in_distribution_accuracy", "eval_random_label_accuracy",
+            "eval_task_2_accuracy", "eval_in_distribution_L1H0.bigram"} <= set(evals.columns)
+    steps, arrays = load_eval_arrays(minegishi_run)
+    np.testing.assert_array_equal(steps, [0, 20, 40])
+    assert arrays["eval_in_distribution_attention_maps"].shape == (3, 1, 2, 1, 9, 9)
+    assert sorted(p.name for p in (minegishi_run / "figures").iterdir()) == FIGURES
+    assert (minegishi_run / "report.html").read_text().count("data:image/png;base64,") == 3
+
+
+def test_reddy_run_folder_and_clamped_layer1(reddy_run):
+    summary = json.loads((reddy_run / "summary.json").read_text())
+    for key in ("ic_accuracy", "iw_accuracy", "ic2_accuracy", "in_distribution_accuracy"):
+        assert 0 <= summary["headline"][key] <= 1
+    assert "jump_step" in summary["headline"]
+    assert summary["claims"]["ic_jump"]["passed"] is False
+    # The clamp held layer 1's pattern: every label reads its item (ILA1 = Chunk Example = 1).
+    evals = pd.read_parquet(reddy_run / "eval_metrics.parquet")
+    np.testing.assert_allclose(evals["eval_ic_L0H0.chunk_example"], 1.0, rtol=1e-6)
+    _, arrays = load_eval_arrays(reddy_run)
+    maps = arrays["eval_ic_attention_maps"][-1, 0, 0, 0]  # last eval, seed, layer 1, head
+    np.testing.assert_array_equal(np.argmax(maps, -1), [0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10,
+                                                        12, 12, 14, 14, 16])
+    assert sorted(p.name for p in (reddy_run / "figures").iterdir()) == FIGURES
+
+
+def test_quick_presets_change_only_speed_settings():
+    for recipe, config_type in (("minegishi", MinegishiConfig), ("reddy", ReddyConfig)):
+        quick, default = default_config(recipe, quick=True), config_type()
+        assert quick.train.lr == 0.05 and default.train.lr == 0.01
+        assert (quick.task, quick.model, quick.format) == (default.task, default.model,
+                                                           default.format)
+    assert default_config("von-oswald", quick=True) == default_config("von-oswald")
+
+
+@pytest.mark.parametrize(("n_tasks", "n_classes", "phases"),
+                         [(3, 64, 3), (1, 64, 2), (3, 32, 2), (3, 128, 2)])
+def test_expected_phase_counts_follow_the_paper(n_tasks, n_classes, phases):
+    assert expected_phases(InContextMetaLearning(n_tasks=n_tasks, n_classes=n_classes)) == phases
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (["--format.n-labels", "16"], "format.n_labels"),
+    (["--seeds", "0"], "seeds"),
+    (["--task.n-classes", "65"], "n_classes"),
+])
+def test_bad_options_fail_naming_the_field(args, field, capsys, tmp_path):
+    """Exit status 2 and the field's name, whether the CLI parser (a nested config's own
+    check) or the recipe's config check refuses the value."""
+    try:
+        status = main(["run", "minegishi", "--out", str(tmp_path / "x"), *args, *TINY])
+    except SystemExit as exit:
+        status = exit.code
+    assert status == 2
+    captured = capsys.readouterr()
+    assert field in captured.err + captured.out
+    assert not (tmp_path / "x" / "checkpoint.npz").exists()
+
+
+def test_bad_intervention_names_the_choices():
+    config = ReddyConfig()
+    object.__setattr__(config, "intervention", "clamp-everything")
+    with pytest.raises(ConfigError, match=r"intervention.*clamp-previous-token"):
+        config.__post_init__()
