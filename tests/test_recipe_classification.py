@@ -11,7 +11,7 @@ import pytest
 
 from iclab.cli import main
 from iclab.config import ConfigError
-from iclab.recipes.minegishi import MinegishiConfig, expected_phases
+from iclab.recipes.minegishi import MinegishiConfig, expected_phases, without_initial_fit
 from iclab.recipes.reddy import ReddyConfig
 from iclab.runner import default_config
 from iclab.tasks import InContextMetaLearning
@@ -116,3 +116,13 @@ def test_bad_intervention_names_the_choices():
     object.__setattr__(config, "intervention", "clamp-everything")
     with pytest.raises(ConfigError, match=r"intervention.*clamp-previous-token"):
         config.__post_init__()
+
+
+def test_initial_fit_is_not_counted_as_a_phase():
+    task = InContextMetaLearning()  # 1/L = 0.031, 1/T = 0.333: midpoint 0.18
+    ramp, plateau = {"accuracy": 0.12}, {"accuracy": 0.33}
+    assert without_initial_fit([ramp, plateau, {"accuracy": 1.0}], task) == [
+        plateau, {"accuracy": 1.0}]
+    assert without_initial_fit([plateau, {"accuracy": 1.0}], task)[0] == plateau
+    single = InContextMetaLearning(n_tasks=1)
+    assert without_initial_fit([ramp, {"accuracy": 1.0}], single)[0] == ramp
