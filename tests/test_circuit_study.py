@@ -87,6 +87,12 @@ def test_jump_step_is_the_largest_rise():
     accuracy = np.select([steps < 1000, steps < 3000], [0.03, 0.1], 0.95)
     frame = pd.DataFrame({"step": steps, "seed": 0, "eval_ic_accuracy": accuracy})
     assert 2800 <= jump_step(frame, 0, "eval_ic_accuracy", PhaseRule(smoothing=1)) <= 3000
+    # Only rises ending above ``above`` count: the larger climb to 0.5 is the slow phase.
+    small = frame.assign(eval_ic_accuracy=np.select([steps < 1000, steps < 3000],
+                                                    [0.03, 0.5], 0.6))
+    assert 800 <= jump_step(small, 0, "eval_ic_accuracy", PhaseRule(smoothing=1)) <= 1000
+    assert 2800 <= jump_step(small, 0, "eval_ic_accuracy", PhaseRule(smoothing=1),
+                             above=0.55) <= 3000
     flat = frame.assign(eval_ic_accuracy=0.03)
     assert jump_step(flat, 0, "eval_ic_accuracy", PhaseRule()) is None
 

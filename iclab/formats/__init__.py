@@ -3,6 +3,8 @@ how those predictions are scored."""
 
 from iclab.formats.base import Format
 from iclab.formats.classification import ItemLabelTokens
+from iclab.formats.gpicl import SequenceLabelTokens, accuracy_by_position
 from iclab.formats.regression import InterleavedTokens, PairTokens, RegressionFormat
 
-__all__ = ["Format", "InterleavedTokens", "ItemLabelTokens", "PairTokens", "RegressionFormat"]
+__all__ = ["Format", "InterleavedTokens", "ItemLabelTokens", "PairTokens", "RegressionFormat",
+           "SequenceLabelTokens", "accuracy_by_position"]

@@ -21,6 +21,9 @@ name                           shape                meaning
 ``blocks.{l}.attn.out``        (s, d_model)         attention output added to the residual
 ``blocks.{l}.mlp.out``         (s, d_model)         MLP output added to the residual
 ``blocks.{l}.resid_post``      (s, d_model)         residual stream leaving block l
+``read_in.out``                (s, hidden)          recurrent model: tokens after read-in
+``layers.{l}.hidden``          (s, hidden)          recurrent layer l's hidden states
+``layers.{l}.cell``            (s, hidden)          LSTM layer l's cell states (capture only)
 =============================  ===================  =======================================
 """
 

@@ -52,7 +52,7 @@ class MinegishiConfig:
         format: interleaved item/label tokens, one-hot positions, learned label embedding.
         model: two attention-only layers of one head, width 128, unscaled softmax, no
             LayerNorm, no output projection, ReLU MLP classifier.
-        train: plain SGD, lr 0.01, batch 128.
+        train: plain SGD, lr 0.01, batch 128, 4e5 steps (the paper's budget).
         phases: the phase-boundary rule (accuracy rises > 0.025 within 100 steps).
         intervention: clamp layer 1's attention pattern for all of training (see
             :func:`~iclab.recipes.circuit_study.layer1_clamp`): "clamp-self" holds the
@@ -109,10 +109,10 @@ def run(config: MinegishiConfig, store: RunStore, resume: bool, progress: bool) 
     sets = {name: all_sets[name] for name in EVAL_SETS}
     sets.update({name: episodes for name, episodes in all_sets.items()
                  if name.startswith("task_")})
-    _, _, _, evals = train_with_circuits(task, config.format, config.model, config.train,
-                                         config.seed_list, sets, store, resume, progress,
-                                         layer1_clamp(config.intervention, task.n_context,
-                                                      config.model.n_heads))
+    evals = train_with_circuits(task, config.format, config.model, config.train,
+                                config.seed_list, sets, store, resume, progress,
+                                layer1_clamp(config.intervention, task.n_context,
+                                             config.model.n_heads))
     n_layers, n_heads = config.model.n_layers, config.model.n_heads
     tables = {seed: without_initial_fit(phase_table(evals, seed, "in_distribution", n_layers,
                                                     n_heads, config.phases), task)
@@ -188,7 +188,7 @@ def figures(store: RunStore) -> list[tuple[str, str]]:
     model = config["model"]
     return [
         accuracy_figure(store, evals, EVAL_SETS, phases, {"1/T": 1 / n_tasks},
-                        "In-context meta-learning: accuracy in phases"),
+                        "In-context meta-learning (Minegishi et al. 2025): accuracy"),
         circuit_figure(store, evals, "in_distribution", model["n_layers"], model["n_heads"],
                        phases),
         attention_maps_figure(store, "in_distribution", phases),

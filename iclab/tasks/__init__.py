@@ -8,9 +8,12 @@ from iclab.tasks.classification import (
     evaluation_sets,
 )
 from iclab.tasks.episode import RegressionEpisode
+from iclab.tasks.gpicl import GPICLEpisode, GPICLTask
+from iclab.tasks.gpicl import evaluation_sets as gpicl_evaluation_sets
 from iclab.tasks.linear_regression import LinearRegression
 
 __all__ = [
-    "BurstyClassification", "ClassificationEpisode", "InContextMetaLearning", "LinearRegression",
-    "RegressionEpisode", "Task", "evaluation_sets",
+    "BurstyClassification", "ClassificationEpisode", "GPICLEpisode", "GPICLTask",
+    "InContextMetaLearning", "LinearRegression", "RegressionEpisode", "Task", "evaluation_sets",
+    "gpicl_evaluation_sets",
 ]

@@ -8,8 +8,9 @@ from jaxtyping import PRNGKeyArray
 
 from iclab.tasks.classification import ClassificationEpisode
 from iclab.tasks.episode import RegressionEpisode
+from iclab.tasks.gpicl import GPICLEpisode
 
-Episode = RegressionEpisode | ClassificationEpisode
+Episode = RegressionEpisode | ClassificationEpisode | GPICLEpisode
 """Any episode type a task produces (batched or, under ``vmap``, one episode)."""
 
 
