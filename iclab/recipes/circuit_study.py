@@ -129,7 +129,8 @@ def phase_table(evals: pd.DataFrame, seed: int, set_name: str, n_layers: int, n_
     rows = evals[evals.seed == seed].sort_values("step")
     steps = rows.step.to_numpy()
     accuracy = smoothed(rows[f"eval_{set_name}_accuracy"].to_numpy(), rule.smoothing)
-    phases = _merged(find_phases(steps, accuracy, rule.rise, rule.window), rule.merge_below)
+    phases = _merged(find_phases(steps, accuracy, rule.rise, rule.window), steps, accuracy,
+                     rule.merge_below)
     names = [name for name in CIRCUIT_METRICS if name != "tila2"]
     curves = {name: np.stack([np.max([rows[f"eval_{set_name}_L{layer}H{head}.{name}"]
                                       for head in range(n_heads)], axis=0)
@@ -149,14 +150,17 @@ def phase_table(evals: pd.DataFrame, seed: int, set_name: str, n_layers: int, n_
     return table
 
 
-def _merged(phases: Sequence, merge_below: float) -> list:
-    """Adjacent phases whose plateaus differ by less than ``merge_below`` joined into one."""
+def _merged(phases: Sequence, steps: np.ndarray, values: np.ndarray, merge_below: float
+            ) -> list:
+    """Adjacent phases whose plateaus differ by less than ``merge_below`` joined into one,
+    whose value is the median of the curve over the joined span."""
     merged = [phases[0]]
     for phase in phases[1:]:
         last = merged[-1]
         if abs(phase.value - last.value) < merge_below:
-            value = float(np.median([last.value, phase.value]))
-            merged[-1] = dataclasses.replace(last, end_step=phase.end_step, value=value)
+            inside = (steps >= last.start_step) & (steps <= phase.end_step)
+            merged[-1] = dataclasses.replace(last, end_step=phase.end_step,
+                                             value=float(np.median(values[inside])))
         else:
             merged.append(phase)
     return merged
