@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import typing
+import itertools
 
 import equinox as eqx
 import jax
@@ -16,7 +16,6 @@ from iclab.algorithms.learner import ModelLearner
 from iclab.config import ConfigError, from_dict, to_dict
 from iclab.formats.gpicl import SequenceLabelTokens, accuracy_by_position
 from iclab.models import TransformerConfig
-from iclab.tasks.base import Episode
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask, _device_data, evaluation_sets
 from iclab.train import TrainConfig, Trainer, fit
 
@@ -322,8 +321,21 @@ def test_accuracy_by_position_of_a_copy_the_previous_label_baseline(getkey):
     np.testing.assert_allclose(curve, expected, rtol=1e-6)
 
 
-@pytest.mark.skipif(GPICLEpisode not in typing.get_args(Episode),
-                    reason="ModelLearner's type hint needs GPICLEpisode in tasks.base.Episode")
+@pytest.mark.parametrize("pool", [3, None], ids=["pool", "unlimited"])
+def test_biased_fraction_puts_a_share_of_the_batch_on_task_zero(getkey, pool):
+    """Kirsch et al.'s plateau intervention: 4 of 16 sequences come from task 0 (the same
+    class -> label map), the rest are drawn as usual."""
+    task = GPICLTask(**{**SMALL, "n_tasks_log2": pool}, biased_fraction=0.25)
+    e = _sample(task, getkey())
+    np.testing.assert_array_equal(np.asarray(e.task_id)[:4], 0)
+    maps = _label_maps(e)
+    for first, other in itertools.pairwise(maps[:4]):
+        shared = first.keys() & other.keys()
+        assert all(first[c] == other[c] for c in shared)
+    if pool is None:
+        np.testing.assert_array_equal(np.asarray(e.task_id)[4:], -1)
+
+
 def test_a_single_task_is_memorised_through_the_engine():
     """End to end: with one task (k = 0) on iris the label of an input is fixed, so a
     short run learns it in weights, far above chance 1/3, at every position."""

@@ -93,6 +93,9 @@ class GPICLTask:
         dataset_path: the file or folder of the ``idx`` / ``npz`` loaders, else ``None``.
         split: which split the examples come from: "train" for meta-training, "test" for
             evaluation.
+        biased_fraction: the share of every sampled batch that comes from one fixed task
+            (task 0 of the stream), Kirsch et al.'s intervention against the loss plateau
+            (§4.4, "biasing the data distribution"); 0 samples tasks uniformly.
 
     Checks that need the data (classes, a non-empty split) run on first use, not at
     construction, so building a config loads nothing.
@@ -107,6 +110,7 @@ class GPICLTask:
     dataset_seed: int = 0
     dataset_path: str | None = None
     split: Literal["train", "test"] = "train"
+    biased_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         require(self.n_tasks_log2 is None or 0 <= self.n_tasks_log2 <= 30, "task.n_tasks_log2",
@@ -125,6 +129,8 @@ class GPICLTask:
                 + ("reads a file: give its path" if needs_path else "reads no file: use None"))
         require(self.split in ("train", "test"), "task.split", self.split,
                 "must be 'train' or 'test'")
+        require(0 <= self.biased_fraction <= 1, "task.biased_fraction", self.biased_fraction,
+                "must be in [0, 1]")
 
     @property
     def n_tasks(self) -> int | None:
@@ -141,14 +147,17 @@ class GPICLTask:
         return data
 
     def sample(self, key: PRNGKeyArray, batch_size: int) -> GPICLEpisode:
-        """Draw ``batch_size`` sequences of training tasks; a pure function of ``key``."""
+        """Draw ``batch_size`` sequences of training tasks; a pure function of ``key``. The
+        first ``round(biased_fraction · batch_size)`` sequences are of task 0."""
         key_tasks, key_examples = jax.random.split(key)
+        biased = jnp.arange(batch_size) < round(self.biased_fraction * batch_size)
         if self.n_tasks is None:
             task_keys = jax.random.split(key_tasks, batch_size)
+            task_keys = jnp.where(biased, self.task_key(jnp.int32(0))[None], task_keys)
             return self._episodes(key_examples, task_keys,
-                                  jnp.full((batch_size,), -1, jnp.int32))
+                                  jnp.where(biased, 0, -1).astype(jnp.int32))
         task_ids = jax.random.randint(key_tasks, (batch_size,), 0, self.n_tasks, jnp.int32)
-        return self.sample_tasks(key_examples, task_ids)
+        return self.sample_tasks(key_examples, jnp.where(biased, 0, task_ids))
 
     def sample_tasks(self, key: PRNGKeyArray, task_ids: Int[Array, " batch"]) -> GPICLEpisode:
         """One sequence of each given task of the stream (ids in ``[0, MAX_TASK_ID)``):
