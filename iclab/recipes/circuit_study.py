@@ -256,5 +256,7 @@ def attention_maps_figure(store: RunStore, set_name: str, phases: list[dict]
 
 
 def _mark_phases(ax: Any, phases: list[dict]) -> None:
-    for phase in phases[1:]:
-        ax.axvline(phase["start_step"], color="k", ls="--", lw=0.8, alpha=0.6)
+    """A dashed line where each phase starts (after step 0)."""
+    for phase in phases:
+        if phase["start_step"] > 0:
+            ax.axvline(phase["start_step"], color="k", ls="--", lw=0.8, alpha=0.6)
