@@ -62,3 +62,26 @@ def _dataclass_in(hint: Any) -> type | None:
             if dataclasses.is_dataclass(arg):
                 return arg
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Seeds:
+    """The models a recipe trains: ``seeds`` consecutive seeds from ``seed``, trained
+    together as one vmapped program. Recipe configs inherit these two options.
+
+    Attributes:
+        seed: first seed.
+        seeds: number of independent models.
+    """
+
+    seed: int = 0
+    seeds: int = 1
+
+    def __post_init__(self) -> None:
+        require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
+        require(self.seeds >= 1, "seeds", self.seeds, "must be an integer >= 1")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.seeds))
+

@@ -111,6 +111,15 @@ def layer1_clamp(kind: Clamp, n_context: int, n_heads: int) -> dict[str, Interve
     return dict([clamp("blocks.0.attn.pattern", pattern)])
 
 
+def check_recipe_fields(task: Any, format: ItemLabelTokens, intervention: str) -> None:
+    """The checks the reddy and minegishi configs share: a known intervention, and a
+    format with as many labels as the task."""
+    require(intervention in INTERVENTIONS, "intervention", intervention,
+            f"must be one of {', '.join(INTERVENTIONS)}")
+    require(format.n_labels == task.n_labels, "format.n_labels", format.n_labels,
+            f"must equal task.n_labels={task.n_labels}")
+
+
 def smoothed(values: np.ndarray, width: int) -> np.ndarray:
     """Running median over ``width`` consecutive evaluations (centred)."""
     return pd.Series(values).rolling(width, center=True, min_periods=1).median().to_numpy()

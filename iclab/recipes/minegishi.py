@@ -18,17 +18,17 @@ import jax
 import numpy as np
 import pandas as pd
 
-from iclab.config import require
+from iclab.config import Seeds
 from iclab.formats import ItemLabelTokens
 from iclab.models import TransformerConfig
 from iclab.recipes.circuit_study import (
-    INTERVENTIONS,
     PAPER_MODEL,
     PAPER_TRAINING,
     Clamp,
     PhaseRule,
     accuracy_figure,
     attention_maps_figure,
+    check_recipe_fields,
     circuit_figure,
     layer1_clamp,
     phase_table,
@@ -43,7 +43,7 @@ EVAL_SETS = ("in_distribution", "random_label")
 
 
 @dataclasses.dataclass(frozen=True)
-class MinegishiConfig:
+class MinegishiConfig(Seeds):
     """The paper's setup (REFERENCE §5); every field is a CLI option.
 
     Attributes:
@@ -59,8 +59,7 @@ class MinegishiConfig:
             Phase-1 Bigram circuit, a causal test of whether Phase 2 needs layer 1's Label
             Attention; "clamp-previous-token" hands layer 1 the Chunk Example circuit of
             Phase 3; "none" trains freely.
-        seed: first seed; ``seeds`` consecutive seeds train together (vmapped).
-        seeds: number of independent models.
+        seed, seeds: see :class:`~iclab.config.Seeds`.
         eval_seed: seed of the fixed evaluation sets.
     """
 
@@ -70,21 +69,11 @@ class MinegishiConfig:
     train: TrainConfig = PAPER_TRAINING
     phases: PhaseRule = PhaseRule()
     intervention: Clamp = "none"
-    seed: int = 0
-    seeds: int = 1
     eval_seed: int = 10_000
 
     def __post_init__(self) -> None:
-        require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
-        require(self.seeds >= 1, "seeds", self.seeds, "must be an integer >= 1")
-        require(self.intervention in INTERVENTIONS, "intervention", self.intervention,
-                f"must be one of {', '.join(INTERVENTIONS)}")
-        require(self.format.n_labels == self.task.n_labels, "format.n_labels",
-                self.format.n_labels, f"must equal task.n_labels={self.task.n_labels}")
-
-    @property
-    def seed_list(self) -> list[int]:
-        return list(range(self.seed, self.seed + self.seeds))
+        super().__post_init__()
+        check_recipe_fields(self.task, self.format, self.intervention)
 
 
 def quick() -> MinegishiConfig:

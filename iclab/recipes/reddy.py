@@ -17,17 +17,17 @@ import jax
 import numpy as np
 import pandas as pd
 
-from iclab.config import require
+from iclab.config import Seeds
 from iclab.formats import ItemLabelTokens
 from iclab.models import TransformerConfig
 from iclab.recipes.circuit_study import (
-    INTERVENTIONS,
     PAPER_MODEL,
     PAPER_TRAINING,
     Clamp,
     PhaseRule,
     accuracy_figure,
     attention_maps_figure,
+    check_recipe_fields,
     circuit_figure,
     jump_step,
     layer1_clamp,
@@ -43,7 +43,7 @@ EVAL_SETS = ("in_distribution", "ic", "ic2", "iw")
 
 
 @dataclasses.dataclass(frozen=True)
-class ReddyConfig:
+class ReddyConfig(Seeds):
     """The setup of Reddy's Fig. 1 (REFERENCE §4); every field is a CLI option.
 
     Attributes:
@@ -57,8 +57,7 @@ class ReddyConfig:
             :func:`~iclab.recipes.circuit_study.layer1_clamp`): "clamp-previous-token"
             hands it the induction circuit's first half, so the plateau before the jump
             should shorten (Singh et al. 2024); "clamp-self" removes it.
-        seed: first seed; ``seeds`` consecutive seeds train together (vmapped).
-        seeds: number of independent models.
+        seed, seeds: see :class:`~iclab.config.Seeds`.
         eval_seed: seed of the fixed evaluation sets.
     """
 
@@ -70,21 +69,11 @@ class ReddyConfig:
     train: TrainConfig = dataclasses.replace(PAPER_TRAINING, steps=150_000)
     phases: PhaseRule = PhaseRule()
     intervention: Clamp = "none"
-    seed: int = 0
-    seeds: int = 1
     eval_seed: int = 10_000
 
     def __post_init__(self) -> None:
-        require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
-        require(self.seeds >= 1, "seeds", self.seeds, "must be an integer >= 1")
-        require(self.intervention in INTERVENTIONS, "intervention", self.intervention,
-                f"must be one of {', '.join(INTERVENTIONS)}")
-        require(self.format.n_labels == self.task.n_labels, "format.n_labels",
-                self.format.n_labels, f"must equal task.n_labels={self.task.n_labels}")
-
-    @property
-    def seed_list(self) -> list[int]:
-        return list(range(self.seed, self.seed + self.seeds))
+        super().__post_init__()
+        check_recipe_fields(self.task, self.format, self.intervention)
 
 
 def quick() -> ReddyConfig:

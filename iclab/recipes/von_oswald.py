@@ -36,7 +36,7 @@ from iclab.analysis import (
     sensitivity_difference,
     shift_curve,
 )
-from iclab.config import require
+from iclab.config import Seeds, require
 from iclab.formats import PairTokens
 from iclab.models import LinearSelfAttention, LSAConfig, gd_construction
 from iclab.plotting import COLORS, save, subplots
@@ -47,15 +47,14 @@ from iclab.train import TrainConfig, Trainer, fit
 
 
 @dataclasses.dataclass(frozen=True)
-class VonOswaldConfig:
+class VonOswaldConfig(Seeds):
     """The paper's setup (REFERENCE §1); every field is a CLI option.
 
     Attributes:
         task: the regression task distribution (authors' code: x ~ U(-0.5, 0.5)).
         model: the linear self-attention stack (1 layer by default).
         train: Adam lr 1e-3, b2 0.98, batch 2048, 5000 steps, gradient clip 0.001.
-        seed: first seed; ``seeds`` consecutive seeds train together (vmapped).
-        seeds: number of independent models.
+        seed, seeds: see :class:`~iclab.config.Seeds`.
         eval_seed: seed of the fixed evaluation and step-size tuning episodes.
         tuning_size: held-out episodes on which GD's step size is tuned.
         shift_episodes: episodes per point of the out-of-distribution curves.
@@ -65,21 +64,14 @@ class VonOswaldConfig:
     model: LSAConfig = LSAConfig()
     train: TrainConfig = TrainConfig(steps=5000, batch_size=2048, lr=1e-3, b2=0.98,
                                      grad_clip=1e-3)
-    seed: int = 0
-    seeds: int = 1
     eval_seed: int = 10_000
     tuning_size: int = 4096
     shift_episodes: int = 2000
 
     def __post_init__(self) -> None:
-        require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
-        require(self.seeds >= 1, "seeds", self.seeds, "must be an integer >= 1")
+        super().__post_init__()
         require(self.tuning_size >= 1, "tuning_size", self.tuning_size, "must be >= 1")
         require(self.shift_episodes >= 1, "shift_episodes", self.shift_episodes, "must be >= 1")
-
-    @property
-    def seed_list(self) -> list[int]:
-        return list(range(self.seed, self.seed + self.seeds))
 
 
 INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
