@@ -58,7 +58,7 @@ import jax
 import jax.numpy as jnp
 
 # benchmarks/ is not a package; Python puts the running script's folder on sys.path.
-from train_throughput import environment, time_calls
+from train_throughput import environment, time_calls, warn_if_busy
 
 from iclab.analysis import circuit_probe
 from iclab.formats import ItemLabelTokens
@@ -168,9 +168,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{r['other_processes_cpu_share']:>4.0%}")
     print("steps/s: end to end (training + evaluation every 500 steps); train: chunks alone; "
           "floor: big-matmul rate / FLOPs per step")
-    if any(r["other_processes_cpu_share"] > 0.1 for r in rows):
-        print("busy: other processes used over 10% of the CPUs while timing; rerun on an idle "
-              "machine for reliable numbers")
+    warn_if_busy(rows)
 
 
 def main() -> None:

@@ -172,6 +172,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{r['sample_ms_per_step']:>7.3f} {r['forward_backward_ms_per_step']:>7.3f} "
               f"{r['optimizer_ms_per_step']:>7.3f}                | "
               f"{r['other_processes_cpu_share']:>4.0%}")
+    warn_if_busy(rows)
+
+
+def warn_if_busy(rows: list[dict[str, Any]]) -> None:
+    """Say so when other processes used over 10 % of the CPUs while a row was timed."""
     if any(r["other_processes_cpu_share"] > 0.1 for r in rows):
         print("busy: other processes used over 10% of the CPUs while timing; rerun on an idle "
               "machine for reliable numbers")
