@@ -67,6 +67,8 @@ def test_phase_table_finds_plateaus_and_each_layers_dominant_circuit():
     assert 850 <= table[1]["start_step"] <= 1050 and 1850 <= table[2]["start_step"] <= 2050
     assert table[0]["dominant"] == ["bigram", "bigram"]
     assert table[1]["dominant"] == ["label_attention", "bigram"]
+    assert table[1]["rising"] == ["label_attention", "bigram"]  # layer 2 changes nothing
+    assert table[0]["rising"] == table[0]["dominant"]
     assert table[1]["circuits"]["layer_0"]["label_attention"] == pytest.approx(0.8, abs=0.05)
 
 
@@ -111,3 +113,20 @@ def test_model_factory_wraps_learned_labels_only():
     assert model.label_rows == slice(1, 8, 2)
     fixed = model_factory(PAPER_MODEL, ItemLabelTokens(label_code="random"), 63, 8)
     assert isinstance(fixed(jax.random.key(0)), Transformer)
+
+
+def test_rising_reading_finds_chunk_example_under_a_steady_query_bigram():
+    """The pattern of a measured escape from Phase 1 (seed 3 of a --quick run): layer 1's
+    query keeps Bigram ≈ 0.99 while its labels learn Chunk Example (0.28 → 0.66); layer 2
+    turns from Bigram to Label Attention. The largest mean would call layer 1 Bigram; the
+    rising reading names Phase 3's circuit."""
+    steps = np.arange(0, 4000, 50)
+    late = steps >= 2000
+    accuracy = np.where(late, 0.93, 0.33)
+    frame = _frame(steps, accuracy, [0.004 + 0 * steps, np.where(late, 0.48, 0.06)],
+                   [0.99 + 0 * steps, np.where(late, 0.52, 0.93)])
+    frame["eval_in_distribution_L0H0.chunk_example"] = np.where(late, 0.66, 0.28)
+    table = phase_table(frame, 0, "in_distribution", 2, 1, PhaseRule(smoothing=1))
+    assert len(table) == 2
+    assert table[1]["dominant"] == ["bigram", "bigram"]
+    assert table[1]["rising"] == ["chunk_example", "label_attention"]

@@ -131,9 +131,13 @@ def phase_table(evals: pd.DataFrame, seed: int, set_name: str, n_layers: int, n_
 
     Each entry: ``start_step``, ``end_step``, ``accuracy`` (median over the phase), and per
     layer the mean of each circuit metric (the head with the largest value, for several
-    heads) and the ``dominant`` metric — Minegishi et al.'s reading (Phase 1: Bigram in both
-    layers; Phase 2: Label Attention / Bigram; Phase 3: Chunk Example / Label Attention).
-    TILA2 is left out of the dominance vote: it is a part of Label Attention.
+    heads), the ``dominant`` metric (largest mean) and the ``rising`` one (largest increase
+    over the first phase's mean; the first phase's is its dominant one) — Minegishi et
+    al.'s reading (Phase 1: Bigram in both layers; Phase 2: Label Attention / Bigram;
+    Phase 3: Chunk Example / Label Attention). Both readings are needed: the metrics are
+    read on different rows (Bigram and Label Attention on the query, Chunk Example on the
+    labels), so a layer can keep its query's Bigram near 1 while its labels learn Chunk
+    Example. TILA2 is left out of both votes: it is a part of Label Attention.
     """
     rows = evals[evals.seed == seed].sort_values("step")
     steps = rows.step.to_numpy()
@@ -153,9 +157,12 @@ def phase_table(evals: pd.DataFrame, seed: int, set_name: str, n_layers: int, n_
         layers = {f"layer_{layer}": {name: float(curves[name][inside, layer].mean())
                                      for name in CIRCUIT_METRICS}
                   for layer in range(n_layers)}
+        increase = np.stack([summary.means[name] - voted[0].means[name] for name in names])
+        rising = ([names[i] for i in np.argmax(increase, axis=0)] if table
+                  else list(summary.dominant or ()))
         table.append({"start_step": phase.start_step, "end_step": phase.end_step,
                       "accuracy": phase.value, "circuits": layers,
-                      "dominant": list(summary.dominant or ())})
+                      "dominant": list(summary.dominant or ()), "rising": rising})
     return table
 
 
