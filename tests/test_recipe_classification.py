@@ -119,13 +119,22 @@ def test_bad_intervention_names_the_choices():
 
 
 def test_initial_fit_is_not_counted_as_a_phase():
+    """The ramp 1/L → 1/T is dropped, and the circuits then rise relative to Phase 1."""
     task = InContextMetaLearning()  # 1/L = 0.031, 1/T = 0.333: midpoint 0.18
-    ramp, plateau = {"accuracy": 0.12}, {"accuracy": 0.33}
-    assert without_initial_fit([ramp, plateau, {"accuracy": 1.0}], task) == [
-        plateau, {"accuracy": 1.0}]
-    assert without_initial_fit([plateau, {"accuracy": 1.0}], task)[0] == plateau
+
+    def phase(accuracy, bigram, chunk):
+        layer = {"bigram": bigram, "label_attention": 0.0, "chunk_example": chunk,
+                 "tila2": 0.0}
+        return {"accuracy": accuracy, "dominant": ["bigram", "bigram"],
+                "circuits": {"layer_0": layer, "layer_1": layer}}
+
+    ramp, plateau, final = phase(0.12, 0.1, 0.3), phase(0.33, 0.99, 0.3), phase(1.0, 0.99, 0.7)
+    kept = without_initial_fit([ramp, plateau, final], task)
+    assert [p["accuracy"] for p in kept] == [0.33, 1.0]
+    assert kept[1]["rising"] == ["chunk_example", "chunk_example"]  # not the ramp's Bigram
+    assert without_initial_fit([plateau, final], task)[0]["accuracy"] == 0.33
     single = InContextMetaLearning(n_tasks=1)
-    assert without_initial_fit([ramp, {"accuracy": 1.0}], single)[0] == ramp
+    assert without_initial_fit([ramp, final], single)[0] == ramp
 
 
 def _quick_run(tmp_path, recipe, steps, *extra):

@@ -157,13 +157,27 @@ def phase_table(evals: pd.DataFrame, seed: int, set_name: str, n_layers: int, n_
         layers = {f"layer_{layer}": {name: float(curves[name][inside, layer].mean())
                                      for name in CIRCUIT_METRICS}
                   for layer in range(n_layers)}
-        increase = np.stack([summary.means[name] - voted[0].means[name] for name in names])
-        rising = ([names[i] for i in np.argmax(increase, axis=0)] if table
-                  else list(summary.dominant or ()))
         table.append({"start_step": phase.start_step, "end_step": phase.end_step,
                       "accuracy": phase.value, "circuits": layers,
-                      "dominant": list(summary.dominant or ()), "rising": rising})
-    return table
+                      "dominant": list(summary.dominant or ())})
+    return with_rising(table)
+
+
+def with_rising(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each phase with its ``rising`` circuit per layer: the metric (TILA2 aside) whose
+    phase mean grew most since the table's first phase; the first phase's is its dominant.
+    Call again after dropping leading phases, so the reference is the new first phase."""
+    names = [name for name in CIRCUIT_METRICS if name != "tila2"]
+    first = table[0]["circuits"] if table else {}
+    out = []
+    for index, phase in enumerate(table):
+        rising = list(phase["dominant"])
+        if index:
+            rising = [max(names, key=lambda name, layer=layer: circuits[name]
+                          - first[layer][name])
+                      for layer, circuits in phase["circuits"].items()]
+        out.append({**phase, "rising": rising})
+    return out
 
 
 def _merged(phases: Sequence, steps: np.ndarray, values: np.ndarray, merge_below: float

@@ -33,6 +33,7 @@ from iclab.recipes.circuit_study import (
     layer1_clamp,
     phase_table,
     train_with_circuits,
+    with_rising,
 )
 from iclab.recipes.registry import Recipe, claim, register
 from iclab.store import RunStore
@@ -136,7 +137,7 @@ def without_initial_fit(phases: list[dict], task: InContextMetaLearning) -> list
     if task.n_tasks == 1 or len(phases) < 2:
         return phases
     midpoint = (1 / task.n_labels + 1 / task.n_tasks) / 2
-    return phases[1:] if phases[0]["accuracy"] < midpoint else phases
+    return with_rising(phases[1:]) if phases[0]["accuracy"] < midpoint else phases
 
 
 PAPER_CIRCUITS = (("bigram", "bigram"), ("label_attention", "bigram"),
