@@ -77,12 +77,13 @@ def model_factory(model: TransformerConfig, format: ItemLabelTokens, dim: int, n
 def train_with_circuits(task: Any, format: ItemLabelTokens, model: TransformerConfig,
                         train: TrainConfig, seeds: list[int],
                         eval_sets: Mapping[str, ClassificationEpisode], store: RunStore,
-                        resume: bool, progress: bool,
-                        interventions: Mapping[str, Intervention] | None = None
+                        resume: bool, progress: bool, intervention: Clamp = "none"
                         ) -> pd.DataFrame:
     """Train ``seeds`` with the circuit probe (and attention maps) on every evaluation set;
-    ``interventions`` hold during training, evaluation and the probe alike. Returns the
-    evaluation table (the run folder holds the rest)."""
+    the layer-1 clamp ``intervention`` (:func:`layer1_clamp`) holds during training,
+    evaluation and the probe alike. Returns the evaluation table (the run folder holds the
+    rest)."""
+    interventions = layer1_clamp(intervention, task.n_context, model.n_heads)
     trainer = Trainer(task, format, model_factory(model, format, task.dim, task.n_context),
                       train, interventions=interventions,
                       probe=circuit_probe(format, attention_maps=True,

@@ -30,7 +30,6 @@ from iclab.recipes.circuit_study import (
     attention_maps_figure,
     check_recipe_fields,
     circuit_figure,
-    layer1_clamp,
     phase_table,
     train_with_circuits,
     with_rising,
@@ -101,8 +100,7 @@ def run(config: MinegishiConfig, store: RunStore, resume: bool, progress: bool) 
                  if name.startswith("task_")})
     evals = train_with_circuits(task, config.format, config.model, config.train,
                                 config.seed_list, sets, store, resume, progress,
-                                layer1_clamp(config.intervention, task.n_context,
-                                             config.model.n_heads))
+                                config.intervention)
     n_layers, n_heads = config.model.n_layers, config.model.n_heads
     tables = {seed: without_initial_fit(phase_table(evals, seed, "in_distribution", n_layers,
                                                     n_heads, config.phases), task)

@@ -30,7 +30,6 @@ from iclab.recipes.circuit_study import (
     check_recipe_fields,
     circuit_figure,
     jump_step,
-    layer1_clamp,
     phase_table,
     train_with_circuits,
 )
@@ -89,8 +88,7 @@ def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> d
     sets = {name: all_sets[name] for name in EVAL_SETS}
     evals = train_with_circuits(
         task, config.format, config.model, config.train, config.seed_list, sets, store,
-        resume, progress, layer1_clamp(config.intervention, task.n_context,
-                                       config.model.n_heads))
+        resume, progress, config.intervention)
     n_layers, n_heads = config.model.n_layers, config.model.n_heads
     per_seed = [seed_numbers(evals, seed, task, config.phases) for seed in config.seed_list]
     headline = {key: float(np.mean([s[key] for s in per_seed]))
