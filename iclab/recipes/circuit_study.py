@@ -35,6 +35,15 @@ PAPER_TRAINING = TrainConfig(steps=400_000, batch_size=128, optimizer="sgd", lr=
 """Plain SGD, learning rate 0.01, batch 128, up to 4e5 steps (Minegishi et al. 2025; Reddy
 2023 trains ~1.5e5)."""
 
+def quick_training(steps: int) -> TrainConfig:
+    """The ``--quick`` presets' training: learning rate 0.05 instead of 0.01 for ``steps``,
+    evaluated every 250. SGD's dynamics scale with lr · steps (Minegishi's Phase 1 begins
+    at ≈ 16 000 steps at lr 0.01 and ≈ 3 000 at lr 0.05), so the same curve arrives about
+    five times sooner; once a new circuit forms, lr 0.05 can knock it back (measured in
+    ``docs/recipes/minegishi.md``)."""
+    return dataclasses.replace(PAPER_TRAINING, lr=0.05, steps=steps, eval_every=250)
+
+
 CIRCUIT_METRICS = ("bigram", "label_attention", "chunk_example", "tila2")
 
 
@@ -284,6 +293,21 @@ def attention_maps_figure(store: RunStore, set_name: str, phases: list[dict]
     return "attention_maps.png", ("Mean attention pattern (rows: reading token, columns: read "
                                   "token; head 0, first seed) at the middle of each phase. "
                                   "Tokens alternate item, label, …, query (last row).")
+
+
+def recipe_figures(store: RunStore, sets: Sequence[str], circuit_set: str,
+                   levels: Mapping[str, float], title: str) -> list[tuple[str, str]]:
+    """The classification recipes' figures, drawn from the run folder alone: accuracy on
+    ``sets`` with the phase boundaries and reference ``levels``, and the circuit metrics and
+    attention maps on ``circuit_set``."""
+    model = store.read_json("config.json")["config"]["model"]
+    phases = store.read_json("summary.json")["phases"]
+    evals = pd.read_parquet(store.path / "eval_metrics.parquet")
+    return [
+        accuracy_figure(store, evals, sets, phases, levels, title),
+        circuit_figure(store, evals, circuit_set, model["n_layers"], model["n_heads"], phases),
+        attention_maps_figure(store, circuit_set, phases),
+    ]
 
 
 def _mark_phases(ax: Any, phases: list[dict]) -> None:

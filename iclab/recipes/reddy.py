@@ -25,12 +25,11 @@ from iclab.recipes.circuit_study import (
     PAPER_TRAINING,
     Clamp,
     PhaseRule,
-    accuracy_figure,
-    attention_maps_figure,
     check_recipe_fields,
-    circuit_figure,
     jump_step,
     phase_table,
+    quick_training,
+    recipe_figures,
     train_with_circuits,
 )
 from iclab.recipes.registry import Recipe, claim, register
@@ -76,10 +75,9 @@ class ReddyConfig(Seeds):
 
 
 def quick() -> ReddyConfig:
-    """``--quick``: learning rate 0.05 instead of 0.01 (the SGD dynamics scale with
-    lr · steps, so the plateau and the jump arrive about five times sooner)."""
-    return ReddyConfig(train=dataclasses.replace(PAPER_TRAINING, lr=0.05, steps=20_000,
-                                                 eval_every=250))
+    """``--quick``: the paper's setup at lr 0.05 for 20 000 steps (see
+    :func:`~iclab.recipes.circuit_study.quick_training`)."""
+    return ReddyConfig(train=quick_training(20_000))
 
 
 def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> dict:
@@ -156,19 +154,11 @@ def claims(first: dict, task: BurstyClassification, clamped: bool) -> dict:
 
 
 def figures(store: RunStore) -> list[tuple[str, str]]:
-    config = store.read_json("config.json")["config"]
-    summary = store.read_json("summary.json")
-    evals = pd.read_parquet(store.path / "eval_metrics.parquet")
-    phases = summary["phases"]
-    task, model = config["task"], config["model"]
+    task = store.read_json("config.json")["config"]["task"]
     levels = {"1/L": 1 / task["n_labels"],
               "1/(N/B)": task["burstiness"] / task["n_context"]}
-    return [
-        accuracy_figure(store, evals, EVAL_SETS, phases, levels,
-                        "Bursty classification (Reddy 2024): accuracy per evaluation set"),
-        circuit_figure(store, evals, "ic", model["n_layers"], model["n_heads"], phases),
-        attention_maps_figure(store, "ic", phases),
-    ]
+    return recipe_figures(store, EVAL_SETS, "ic", levels,
+                          "Bursty classification (Reddy 2024): accuracy per evaluation set")
 
 
 RECIPE = register(Recipe(
