@@ -1,12 +1,14 @@
 """iclab: meta-train sequence models on task distributions and measure how they learn in
 context, side by side with the classical algorithms they may imitate.
 
-The top level re-exports the Python API of the command line; the parts live in
+The top level re-exports the Python API of the command line and :class:`ICLClassifier`
+(a meta-trained learner as a scikit-learn-style classifier); the parts live in
 :mod:`iclab.tasks`, :mod:`iclab.formats`, :mod:`iclab.models`, :mod:`iclab.algorithms`,
 :mod:`iclab.train`, :mod:`iclab.analysis` and :mod:`iclab.recipes`.
 """
 
+from iclab.classifier import ICLClassifier
 from iclab.runner import default_config, render, run
 
-__all__ = ["default_config", "render", "run"]
+__all__ = ["ICLClassifier", "default_config", "render", "run"]
 __version__ = "0.1.0"

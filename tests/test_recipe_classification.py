@@ -46,6 +46,9 @@ def test_minegishi_run_folder(minegishi_run):
     assert 0 <= headline["final_accuracy"] <= 1
     assert len(headline["task_accuracies"]) == 3
     assert headline["expected_phases"] == 3
+    assert summary["model_size"] == {"kind": "Transformer", "parameters": 137_472,
+                                     "state_size": 128 * 2 * 9, "carried_floats": 2 * 2304,
+                                     "seq_len": 9}  # 2N + 1 tokens of width 128
     phase = summary["phases"][0]
     assert phase["start_step"] == 0 and phase["end_step"] == 40
     assert set(phase["circuits"]) == {"layer_0", "layer_1"}

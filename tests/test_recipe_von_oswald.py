@@ -34,6 +34,9 @@ def test_run_folder_holds_config_summary_metrics_figures_report(tiny_run):
     assert summary["seeds"] == [0]
     assert summary["versions"]["jax"]
     assert summary["wall_time_s"] > 0
+    # One layer of one head reads 11 tokens of width d + 1 = 11 (keys of the token width).
+    assert summary["model_size"]["state_size"] == 11 * 11
+    assert summary["model_size"]["parameters"] == 4 * 11 * 11
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["recipe"] == "von-oswald"
     assert config["config"]["train"]["steps"] == 40

@@ -14,13 +14,13 @@ import pytest
 from iclab.algorithms.learner import ComputesRows
 from iclab.config import ConfigError
 from iclab.formats import InterleavedTokens
-from iclab.models.hooks import clamp, run_with_hooks
-from iclab.models.recurrent import (
+from iclab.models import (
     RecurrentConfig,
     carried_floats,
     parameter_count,
     state_size,
 )
+from iclab.models.hooks import clamp, run_with_hooks
 from iclab.models.transformer import TransformerConfig
 from iclab.tasks import LinearRegression
 from iclab.train import TrainConfig, Trainer, fit

@@ -484,3 +484,20 @@ def test_probe_arrays_are_stacked_per_evaluation_and_resume(eval_episodes, tmp_p
                                   arrays["eval_first_predictions"])
     with pytest.raises(FileNotFoundError, match="no probe arrays"):
         load_eval_arrays(tmp_path)
+
+
+def test_training_continues_from_initial_params(trainer, eval_episodes, single_seed_run):
+    """A curriculum's second stage: starting seed 1 from its own trained parameters gives
+    the first evaluation of the trained model (step 0) with a fresh optimiser, and
+    training on lowers the loss further."""
+    trained, _, evals, _ = single_seed_run
+    state = trainer.init([1], trained.params)
+    assert int(state.step[0]) == 0
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(trained.params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    _, _, continued = fit(trainer, [1], eval_episodes, progress=False,
+                          initial_params=trained.params)
+    np.testing.assert_allclose(continued.eval_loss.iloc[0], evals.eval_loss.iloc[-1],
+                               rtol=1e-5)
+    assert continued.eval_loss.iloc[-1] < evals.eval_loss.iloc[-1]

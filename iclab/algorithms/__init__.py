@@ -3,10 +3,18 @@
 from iclab.algorithms.gradient_descent import GDPlusPlus, GradientDescent
 from iclab.algorithms.learner import Learner, ModelLearner, ZeroPredictor, predict, query_loss
 from iclab.algorithms.least_squares import Ridge, bayes_posterior_mean
+from iclab.algorithms.sequence_classifiers import (
+    SGD_LR_GRID,
+    knn_logits,
+    logistic_regression_logits,
+    online_sgd_logits,
+    tune_online_sgd_lr,
+)
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
 __all__ = [
-    "GDPlusPlus", "GradientDescent", "Learner", "ModelLearner", "Ridge", "ZeroPredictor",
-    "bayes_posterior_mean", "log_grid_search", "predict", "query_loss", "tune_gd",
-    "tune_gd_plus_plus",
+    "SGD_LR_GRID", "GDPlusPlus", "GradientDescent", "Learner", "ModelLearner", "Ridge",
+    "ZeroPredictor", "bayes_posterior_mean", "knn_logits", "log_grid_search",
+    "logistic_regression_logits", "online_sgd_logits", "predict", "query_loss", "tune_gd",
+    "tune_gd_plus_plus", "tune_online_sgd_lr",
 ]

@@ -4,8 +4,8 @@ Hochreiter, Younger & Conwell (2001, "Learning to learn using gradient descent")
 LSTMs that learn in context; Kirsch et al. (2022, "General-Purpose In-Context Learning by
 Meta-Learning Transformers", arXiv:2212.04458) find that in-context learning follows a
 model's *state size* — the memory it can hold about the context — rather than its parameter
-count, across LSTMs and transformers. :func:`state_size` gives that number for any model
-config here; :func:`parameter_count` the other axis.
+count, across LSTMs and transformers; :mod:`iclab.models.size` gives both numbers for every
+model here.
 
 A :class:`RecurrentModel` is read-in → stacked cells, each run by ``lax.scan`` over the
 whole sequence from a zero state → read-out at every position. One output per token, each from
@@ -31,17 +31,15 @@ after the scan, so it is a site to capture, not to intervene on.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from iclab.config import require
 from iclab.models.hooks import Hooks, call_hook
-from iclab.models.transformer import TransformerConfig
 
 Cell = eqx.nn.LSTMCell | eqx.nn.GRUCell
 
@@ -114,13 +112,14 @@ class RecurrentModel(eqx.Module):
 
     @property
     def state_size(self) -> int:
-        """Kirsch et al.'s state size: hidden units × layers (see :func:`state_size`)."""
+        """Kirsch et al.'s state size: hidden units × layers (see
+        :func:`~iclab.models.size.state_size`)."""
         return self.layers[0].hidden_size * len(self.layers)
 
     @property
     def carried_floats(self) -> int:
         """Floats carried from one step to the next: (h, c) per LSTM layer, h per GRU layer
-        (see :func:`carried_floats`)."""
+        (see :func:`~iclab.models.size.carried_floats`)."""
         per_unit = 2 if isinstance(self.layers[0], eqx.nn.LSTMCell) else 1
         return per_unit * self.state_size
 
@@ -156,43 +155,3 @@ def _scan(cell: Cell, xs: Float[Array, "seq d"]
 
     _, h = jax.lax.scan(gru_step, zeros, xs)
     return h, None
-
-
-def state_size(config: TransformerConfig | RecurrentConfig, seq_len: int) -> int:
-    """The memory a model holds about its context, as Kirsch et al. (2022) define it.
-
-    Transformer: key size × heads × layers × sequence length, i.e. d_model × n_layers ×
-    seq_len (one key vector per head, layer and token; keys only — the values would double
-    every transformer alike). Recurrent: hidden units × layers, independent of the sequence
-    length (the h of an LSTM, not its c; again a factor common to all LSTMs). The floats
-    actually carried, values and cell states included, are :func:`carried_floats`.
-    """
-    require(seq_len >= 1, "seq_len", seq_len, "must be an integer >= 1")
-    if isinstance(config, TransformerConfig):
-        key_size = config.d_model // config.n_heads
-        return key_size * config.n_heads * config.n_layers * seq_len
-    if isinstance(config, RecurrentConfig):
-        return config.hidden_size * config.n_layers
-    raise TypeError(f"no state size defined for {type(config).__name__}; "
-                    "known: TransformerConfig, RecurrentConfig")
-
-
-def carried_floats(config: TransformerConfig | RecurrentConfig, seq_len: int) -> int:
-    """Floats a model carries from one token to the next when run step by step.
-
-    Transformer: its key and value cache, 2 × d_model × n_layers × seq_len. LSTM: h and c,
-    2 × hidden × layers. GRU: h, hidden × layers. Twice :func:`state_size` for transformers
-    and LSTMs, equal to it for GRUs.
-    """
-    per_unit = 1 if isinstance(config, RecurrentConfig) and config.cell == "gru" else 2
-    return per_unit * state_size(config, seq_len)
-
-
-def parameter_count(model: PyTree) -> int:
-    """Floats a model learns: the total size of its inexact (floating) array leaves.
-
-    Abstract models count too, so a size can be chosen without allocating one:
-    ``parameter_count(eqx.filter_eval_shape(config.build, d_in, d_out, key=key))``.
-    """
-    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(model)
-               if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact))

@@ -1,6 +1,7 @@
 """Recipes: one module per published result, registered by name."""
 
-from iclab.recipes import minegishi, reddy, von_oswald
+from iclab.recipes import kirsch, minegishi, reddy, rnn_vs_transformer, von_oswald
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
-__all__ = ["RECIPES", "Recipe", "get_recipe", "minegishi", "reddy", "von_oswald"]
+__all__ = ["RECIPES", "Recipe", "get_recipe", "kirsch", "minegishi", "reddy",
+           "rnn_vs_transformer", "von_oswald"]

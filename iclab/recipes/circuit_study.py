@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import equinox as eqx
 import jax
 import numpy as np
 import pandas as pd
@@ -17,7 +18,14 @@ from jaxtyping import PRNGKeyArray
 from iclab.analysis import circuit_probe, find_phases, find_transitions, summarise_phases
 from iclab.config import require
 from iclab.formats import ItemLabelTokens
-from iclab.models import Intervention, LearnedLabels, TransformerConfig, clamp
+from iclab.models import (
+    Intervention,
+    LearnedLabels,
+    RecurrentConfig,
+    TransformerConfig,
+    clamp,
+    model_size,
+)
 from iclab.plotting import save, subplots
 from iclab.store import RunStore
 from iclab.tasks import ClassificationEpisode
@@ -67,9 +75,11 @@ class PhaseRule:
         require(self.merge_below >= 0, "phases.merge_below", self.merge_below, "must be >= 0")
 
 
-def model_factory(model: TransformerConfig, format: ItemLabelTokens, dim: int, n_context: int):
-    """``key -> model`` for the papers' tokens: the transformer reads ``dim + position``-wide
-    tokens and emits L logits, behind a learned label table when the format asks for one."""
+def model_factory(model: TransformerConfig | RecurrentConfig, format: ItemLabelTokens,
+                  dim: int, n_context: int):
+    """``key -> model`` for the papers' tokens: the network (the transformer, or a recurrent
+    net to compare with) reads ``dim + position``-wide tokens and emits L logits, behind a
+    learned label table when the format asks for one."""
     width = format.token_dim(dim)
 
     def build(key: PRNGKeyArray):
@@ -81,6 +91,15 @@ def model_factory(model: TransformerConfig, format: ItemLabelTokens, dim: int, n
                              key=key_labels)
 
     return build
+
+
+def circuit_model_size(model: TransformerConfig, format: ItemLabelTokens, task: Any
+                       ) -> dict[str, Any]:
+    """The summary's ``model_size`` (:func:`~iclab.models.model_size`) of the papers'
+    network on ``task``'s 2N + 1 tokens, counted without building it."""
+    network = eqx.filter_eval_shape(model_factory(model, format, task.dim, task.n_context),
+                                    jax.random.key(0))
+    return model_size(model, network, 2 * task.n_context + 1)
 
 
 def train_with_circuits(task: Any, format: ItemLabelTokens, model: TransformerConfig,

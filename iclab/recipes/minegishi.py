@@ -26,6 +26,7 @@ from iclab.recipes.circuit_study import (
     Clamp,
     PhaseRule,
     check_recipe_fields,
+    circuit_model_size,
     phase_table,
     quick_training,
     recipe_figures,
@@ -120,6 +121,7 @@ def run(config: MinegishiConfig, store: RunStore, resume: bool, progress: bool) 
         "expected_phases": expected_phases(task),
     }
     return {"description": __doc__.strip().splitlines()[0], "headline": headline,
+            "model_size": circuit_model_size(config.model, config.format, task),
             "phases": tables[config.seed], "per_seed": per_seed,
             "claims": claims(tables[config.seed], headline, task)}
 

@@ -26,6 +26,7 @@ from iclab.recipes.circuit_study import (
     Clamp,
     PhaseRule,
     check_recipe_fields,
+    circuit_model_size,
     jump_step,
     phase_table,
     quick_training,
@@ -99,6 +100,7 @@ def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> d
                                                   "tila2_rise")})
     phases = phase_table(evals, config.seed, "ic", n_layers, n_heads, config.phases)
     return {"description": __doc__.strip().splitlines()[0], "headline": headline,
+            "model_size": circuit_model_size(config.model, config.format, task),
             "phases": phases, "per_seed": per_seed,
             "claims": claims(first, task, clamped=config.intervention != "none")}
 

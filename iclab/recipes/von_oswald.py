@@ -38,7 +38,7 @@ from iclab.analysis import (
 )
 from iclab.config import Seeds, require
 from iclab.formats import PairTokens
-from iclab.models import LinearSelfAttention, LSAConfig, gd_construction
+from iclab.models import LinearSelfAttention, LSAConfig, gd_construction, model_size
 from iclab.plotting import COLORS, save, subplots
 from iclab.recipes.registry import Recipe, claim, register
 from iclab.store import RunStore
@@ -131,6 +131,7 @@ def run(config: VonOswaldConfig, store: RunStore, resume: bool, progress: bool) 
         "baseline_losses": [headline[f"{name}_loss"] for name in baselines],
     })
     return {"description": __doc__.strip().splitlines()[0], "headline": headline,
+            "model_size": model_size(config.model, models[0], task.n_context + 1, d_model),
             "per_seed": per_seed, "claims": claims(headline, config.model)}
 
 

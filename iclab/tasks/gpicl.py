@@ -40,7 +40,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Float32, Int, Int32, Key, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Float32, Int, Int32, Key, PRNGKeyArray
 
 from iclab.config import require
 from iclab.data.datasets import DATASETS, Dataset, available_datasets, load_dataset
@@ -93,9 +93,11 @@ class GPICLTask:
         dataset_path: the file or folder of the ``idx`` / ``npz`` loaders, else ``None``.
         split: which split the examples come from: "train" for meta-training, "test" for
             evaluation.
-        biased_fraction: the share of every sampled batch that comes from one fixed task
-            (task 0 of the stream), Kirsch et al.'s intervention against the loss plateau
-            (§4.4, "biasing the data distribution"); 0 samples tasks uniformly.
+        biased_fraction: the share of every sampled batch whose labels are permuted by one
+            fixed permutation (task 0's), while its projections are drawn as usual: Kirsch et
+            al.'s intervention against the loss plateau (§4.4, "biasing the data
+            distribution": "we bias towards a specific permutation by using a fixed
+            permutation for a fraction of each batch"); 0 samples tasks uniformly.
 
     Checks that need the data (classes, a non-empty split) run on first use, not at
     construction, so building a config loads nothing.
@@ -148,23 +150,25 @@ class GPICLTask:
 
     def sample(self, key: PRNGKeyArray, batch_size: int) -> GPICLEpisode:
         """Draw ``batch_size`` sequences of training tasks; a pure function of ``key``. The
-        first ``round(biased_fraction · batch_size)`` sequences are of task 0."""
+        first ``round(biased_fraction · batch_size)`` sequences have task 0's label
+        permutation (their ``task_id`` stays that of their projection)."""
         key_tasks, key_examples = jax.random.split(key)
         biased = jnp.arange(batch_size) < round(self.biased_fraction * batch_size)
         if self.n_tasks is None:
             task_keys = jax.random.split(key_tasks, batch_size)
-            task_keys = jnp.where(biased, self.task_key(jnp.int32(0))[None], task_keys)
-            return self._episodes(key_examples, task_keys,
-                                  jnp.where(biased, 0, -1).astype(jnp.int32))
-        task_ids = jax.random.randint(key_tasks, (batch_size,), 0, self.n_tasks, jnp.int32)
-        return self.sample_tasks(key_examples, jnp.where(biased, 0, task_ids))
+            task_ids = jnp.full(batch_size, -1, jnp.int32)
+        else:
+            task_ids = jax.random.randint(key_tasks, (batch_size,), 0, self.n_tasks, jnp.int32)
+            task_keys = jax.vmap(self.task_key)(task_ids)
+        return self._episodes(key_examples, task_keys, task_ids, biased)
 
     def sample_tasks(self, key: PRNGKeyArray, task_ids: Int[Array, " batch"]) -> GPICLEpisode:
         """One sequence of each given task of the stream (ids in ``[0, MAX_TASK_ID)``):
         ids below ``2^k`` are pool tasks, e.g. to evaluate on seen tasks. The examples
         depend on ``key`` alone, so one key gives paired sequences under any task ids."""
         task_ids = jnp.asarray(task_ids, jnp.int32)
-        return self._episodes(key, jax.vmap(self.task_key)(task_ids), task_ids)
+        return self._episodes(key, jax.vmap(self.task_key)(task_ids), task_ids,
+                              jnp.zeros(task_ids.shape, bool))
 
     def sample_unseen(self, key: PRNGKeyArray, batch_size: int) -> GPICLEpisode:
         """``batch_size`` sequences of tasks outside the pool: ids uniform in
@@ -201,8 +205,10 @@ class GPICLTask:
         return projection, permutation.astype(jnp.int32)
 
     def _episodes(self, key: PRNGKeyArray, task_keys: Key[Array, " batch"],
-                  task_ids: Int32[Array, " batch"]) -> GPICLEpisode:
-        """Sequences of the tasks generated from ``task_keys``, examples drawn by ``key``."""
+                  task_ids: Int32[Array, " batch"], fixed_permutation: Bool[Array, " batch"]
+                  ) -> GPICLEpisode:
+        """Sequences of the tasks generated from ``task_keys``, examples drawn by ``key``;
+        where ``fixed_permutation``, labels are permuted by task 0's permutation."""
         self.load_data()  # the checks that need the data
         data = _device_data(self.dataset, self.dataset_seed, self.dataset_path)
         x_split, y_split = ((data.x_train, data.y_train) if self.split == "train"
@@ -211,6 +217,8 @@ class GPICLTask:
         index = jax.random.randint(key, (batch_size * self.seq_len,), 0, x_split.shape[0])
         index = index.reshape(batch_size, self.seq_len)
         projection, permutation = jax.vmap(self._task_from_key)(task_keys)
+        _, biased_permutation = self._task_from_key(self.task_key(jnp.int32(0)))
+        permutation = jnp.where(fixed_permutation[:, None], biased_permutation, permutation)
         # (batch, seq, features) · (batch, input_dim, features) -> (batch, seq, input_dim)
         x = jnp.einsum("bsf,bkf->bsk", x_split[index], projection)
         classes = y_split[index]
@@ -223,7 +231,8 @@ def evaluation_sets(task: GPICLTask, key: PRNGKeyArray, size: int,
                     ) -> dict[str, GPICLEpisode]:
     """Fixed, named evaluation sets of ``size`` sequences each, all on *test* examples.
 
-    - ``seen_tasks``: tasks of the training pool (absent when tasks are unlimited);
+    - ``seen_tasks``: tasks of the training pool, uniformly (a ``biased_fraction`` shapes
+      training batches only; absent when tasks are unlimited);
     - ``unseen_tasks``: tasks outside the pool (:meth:`GPICLTask.sample_unseen`);
     - ``dataset_{name}`` for each of ``other_datasets``: unseen tasks on another dataset,
       projected to the same ``input_dim`` with the same ``n_classes``.
@@ -243,7 +252,7 @@ def evaluation_sets(task: GPICLTask, key: PRNGKeyArray, size: int,
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def _evaluation_sets(task: GPICLTask, key: PRNGKeyArray, size: int,
                      others: tuple[tuple[str, GPICLTask], ...]) -> dict[str, GPICLEpisode]:
-    test = dataclasses.replace(task, split="test")
+    test = dataclasses.replace(task, split="test", biased_fraction=0.0)
     key_seen, key_unseen, key_others = jax.random.split(key, 3)
     sets = {} if task.n_tasks is None else {"seen_tasks": test.sample(key_seen, size)}
     sets["unseen_tasks"] = test.sample_unseen(key_unseen, size)

@@ -87,9 +87,15 @@ class Trainer:
         self.run_chunk = jax.jit(jax.vmap(self._chunk, in_axes=(0, None)), static_argnums=1)
         self.evaluate = jax.jit(jax.vmap(self._evaluate, in_axes=(0, None)))
 
-    def init(self, seeds: list[int]) -> TrainState:
-        """Fresh states for ``seeds``; seed s always gets the same init and data stream."""
-        return jax.vmap(self._init_one)(jnp.asarray(seeds))
+    def init(self, seeds: list[int], params: Any = None) -> TrainState:
+        """Fresh states for ``seeds``; seed s always gets the same init and data stream.
+        ``params`` (stacked over ``seeds`` on axis 0, e.g. a warm-up run's final
+        parameters) replace the initialisation; the optimiser starts afresh on them."""
+        state = jax.vmap(self._init_one)(jnp.asarray(seeds))
+        if params is None:
+            return state
+        return TrainState(params, jax.vmap(self.optimizer.init)(params), state.step,
+                          state.data_key)
 
     def model(self, params: Any) -> eqx.Module:
         """The model with ``params`` (of one seed, or of all seeds along axis 0)."""
@@ -140,7 +146,8 @@ class Trainer:
 
 
 def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
-        out_dir: Path | str | None = None, resume: bool = False, progress: bool = True
+        out_dir: Path | str | None = None, resume: bool = False, progress: bool = True,
+        description: str = "training", initial_params: Any = None
         ) -> tuple[TrainState, pd.DataFrame, pd.DataFrame]:
     """Train ``seeds`` to ``config.steps``; return the final state and the metric tables.
 
@@ -150,15 +157,17 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
 
     With ``out_dir``, writes ``checkpoint.npz``/``.json``, ``train_metrics.parquet``/
     ``eval_metrics.parquet`` and the probe's arrays (``eval_arrays.npz``) every
-    ``checkpoint_every`` steps; ``resume=True`` continues
-    from them. A non-finite loss stops the run with :class:`NonFiniteLossError` after
-    saving the last good state.
+    ``checkpoint_every`` steps; ``resume=True`` continues from them. A non-finite loss stops
+    the run with :class:`NonFiniteLossError` after saving the last good state.
+    ``description`` labels the progress bar. ``initial_params`` start training from given
+    parameters (see :meth:`Trainer.init`) instead of each seed's initialisation, e.g. for
+    a curriculum; a resumed run restores its own.
     """
     config = trainer.config
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-    state = trainer.init(seeds)
+    state = trainer.init(seeds, initial_params)
     train_rows: list[pd.DataFrame] = []
     eval_rows: list[pd.DataFrame] = []
     arrays: list[dict[str, np.ndarray]] = []
@@ -176,7 +185,7 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
     if step == 0:
         evaluate()
     bar = tqdm(total=config.steps, initial=step, disable=not progress, unit="step",
-               desc="training", dynamic_ncols=True)
+               desc=description, dynamic_ncols=True)
     while step < config.steps:
         n_steps = min(config.eval_every, config.steps - step)
         started = time.perf_counter()

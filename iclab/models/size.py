@@ -1,0 +1,81 @@
+"""How big a sequence model is: its parameters, and the memory it holds about its context.
+
+Kirsch et al. (2022, "General-Purpose In-Context Learning by Meta-Learning Transformers",
+arXiv:2212.04458, §4.3) find that what a model can learn in context follows its *state
+size* — the memory it can hold about the context — rather than its parameter count, across
+LSTMs and transformers. Every recipe records both (:func:`model_size`) in its summary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import PyTree
+
+from iclab.config import require
+from iclab.models.lsa import LSAConfig
+from iclab.models.recurrent import RecurrentConfig
+from iclab.models.transformer import TransformerConfig
+
+ModelConfig = TransformerConfig | RecurrentConfig | LSAConfig
+
+
+def state_size(config: ModelConfig, seq_len: int, token_dim: int | None = None) -> int:
+    """The memory a model holds about its context, as Kirsch et al. (2022) define it.
+
+    Transformer: key size × heads × layers × sequence length, i.e. d_model × n_layers ×
+    seq_len (one key vector per head, layer and token; keys only — the values would double
+    every transformer alike). Linear self-attention alike, with its key size (the token
+    width ``token_dim`` when ``key_size`` is ``None``). Recurrent: hidden units × layers,
+    independent of the sequence length (the h of an LSTM, not its c; again a factor common
+    to all LSTMs). The floats actually carried, values and cell states included, are
+    :func:`carried_floats`.
+    """
+    require(seq_len >= 1, "seq_len", seq_len, "must be an integer >= 1")
+    if isinstance(config, TransformerConfig):
+        key_size = config.d_model // config.n_heads
+        return key_size * config.n_heads * config.n_layers * seq_len
+    if isinstance(config, LSAConfig):
+        key_size = config.key_size or token_dim
+        if key_size is None:
+            raise ValueError("a linear self-attention config with key_size=None needs the "
+                             "token width (token_dim) to give its state size")
+        return key_size * config.n_heads * config.n_layers * seq_len
+    if isinstance(config, RecurrentConfig):
+        return config.hidden_size * config.n_layers
+    raise TypeError(f"no state size defined for {type(config).__name__}; "
+                    "known: TransformerConfig, LSAConfig, RecurrentConfig")
+
+
+def carried_floats(config: ModelConfig, seq_len: int, token_dim: int | None = None) -> int:
+    """Floats a model carries from one token to the next when run step by step.
+
+    Attention: its key and value cache, twice :func:`state_size`. LSTM: h and c,
+    2 × hidden × layers. GRU: h, hidden × layers, equal to its state size.
+    """
+    per_unit = 1 if isinstance(config, RecurrentConfig) and config.cell == "gru" else 2
+    return per_unit * state_size(config, seq_len, token_dim)
+
+
+def parameter_count(model: PyTree) -> int:
+    """Floats a model learns: the total size of its inexact (floating) array leaves.
+
+    Abstract models count too, so a size can be chosen without allocating one:
+    ``parameter_count(eqx.filter_eval_shape(config.build, d_in, d_out, key=key))``.
+    """
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(model)
+               if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact))
+
+
+def model_size(config: ModelConfig, model: PyTree, seq_len: int,
+               token_dim: int | None = None) -> dict[str, Any]:
+    """The ``model_size`` entry of a run's summary: the model's kind, ``parameters``,
+    ``state_size`` and ``carried_floats`` on sequences of ``seq_len`` tokens."""
+    return {"kind": type(config).__name__.removesuffix("Config"),
+            "parameters": parameter_count(model),
+            "state_size": state_size(config, seq_len, token_dim),
+            "carried_floats": carried_floats(config, seq_len, token_dim),
+            "seq_len": seq_len}

@@ -1,0 +1,327 @@
+"""Recurrent learners beside transformers on the same in-context tasks (Hochreiter et al.
+2001; Chan et al. 2022; Kirsch et al. 2022).
+
+Claims: Kirsch et al. (§4.3, Fig. 6) find that in-context learning on GPICL tasks follows a
+model's *state size* — the memory it holds about the context — rather than its parameter
+count: an LSTM with a transformer's parameters but a far smaller state learns far less in
+context. Chan et al. (2022, Fig. 7) find that recurrent models trained on bursty sequences
+show no in-context learning where a transformer does.
+
+Every model reads the same tokens: a transformer, and for each recurrent cell one network
+with the transformer's parameter count and one with its state size (capped at
+``max_hidden``; the summary says when the cap bites). The GPICL part records accuracy at
+every position of unseen-task sequences; the bursty part (Reddy's task, optional) records
+in-context (IC: novel classes) and in-weights (IW) accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import equinox as eqx
+import jax
+import numpy as np
+import pandas as pd
+
+from iclab.config import Seeds, require
+from iclab.formats import ItemLabelTokens, SequenceLabelTokens
+from iclab.models import RecurrentConfig, TransformerConfig, model_size, parameter_count
+from iclab.plotting import save, subplots
+from iclab.recipes.circuit_study import model_factory
+from iclab.recipes.gpicl_study import (
+    Warmup,
+    late_accuracy,
+    position_accuracy,
+    train_gpicl_model,
+    warm_up,
+)
+from iclab.recipes.registry import Recipe, claim, register
+from iclab.store import RunStore
+from iclab.tasks import BurstyClassification, GPICLTask, evaluation_sets, gpicl_evaluation_sets
+from iclab.train import TrainConfig, Trainer, fit
+
+ModelConfig = TransformerConfig | RecurrentConfig
+BURSTY_SETS = ("in_distribution", "ic", "iw")
+
+
+@dataclasses.dataclass(frozen=True)
+class RnnVsTransformerConfig(Seeds):
+    """Every field is a CLI option.
+
+    Attributes:
+        gpicl: the GPICL task (``kirsch``'s largest pool: 2^16 MNIST tasks, 30 examples).
+        gpicl_train: training of every model on ``gpicl``.
+        warmup: each model's warm-up on an easier dataset before ``gpicl`` (see
+            :class:`~iclab.recipes.gpicl_study.Warmup`).
+        tasks: which comparisons to run: "gpicl", "bursty" or both.
+        bursty: Reddy's bursty classification task (K = 512, B = 4, p_B = 1; with K = 128 a
+            transformer memorises the classes instead, see the recipe's docs).
+        bursty_format: its tokens (item + position code, fixed random label vectors).
+        bursty_train: training of every model on ``bursty``.
+        transformer: the transformer both comparisons start from.
+        cells: recurrent cells to compare.
+        max_hidden: the largest recurrent hidden size trained (a state-size match beyond it
+            is capped, and marked so in the summary).
+        seed, seeds: see :class:`~iclab.config.Seeds`.
+        eval_seed: seed of the fixed evaluation sets.
+    """
+
+    gpicl: GPICLTask = GPICLTask(n_tasks_log2=16, input_dim=32, seq_len=30)
+    gpicl_train: TrainConfig = TrainConfig(steps=4000, batch_size=64, lr=1e-3, eval_every=500,
+                                           checkpoint_every=1000, eval_size=512)
+    warmup: Warmup = Warmup()
+    tasks: tuple[Literal["gpicl", "bursty"], ...] = ("gpicl", "bursty")
+    bursty: BurstyClassification = BurstyClassification(n_classes=512, burstiness=4,
+                                                        p_bursty=1.0)
+    bursty_format: ItemLabelTokens = ItemLabelTokens(n_labels=32, label_code="random")
+    bursty_train: TrainConfig = TrainConfig(steps=4000, batch_size=128, lr=1e-3,
+                                            eval_every=500, checkpoint_every=1000,
+                                            eval_size=1024)
+    transformer: TransformerConfig = TransformerConfig(d_model=64, n_layers=2, n_heads=4,
+                                                       max_len=30)
+    cells: tuple[Literal["lstm", "gru"], ...] = ("lstm", "gru")
+    max_hidden: int = 512
+    eval_seed: int = 10_000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(len(self.cells) >= 1 and set(self.cells) <= {"lstm", "gru"}, "cells",
+                self.cells, "must name at least one of 'lstm', 'gru'")
+        require(self.max_hidden >= 1, "max_hidden", self.max_hidden, "must be >= 1")
+        require(len(self.tasks) >= 1 and set(self.tasks) <= {"gpicl", "bursty"}, "tasks",
+                self.tasks, "must name 'gpicl', 'bursty' or both")
+        longest = max(self.gpicl.seq_len, 0 if "bursty" not in self.tasks
+                      else 2 * self.bursty.n_context + 1)
+        require(self.transformer.positional != "learned" or self.transformer.max_len >= longest,
+                "transformer.max_len", self.transformer.max_len,
+                f"must cover the longest sequence ({longest} tokens) with learned positions")
+        if "bursty" in self.tasks:
+            require(self.bursty_format.n_labels == self.bursty.n_labels, "bursty_format.n_labels",
+                    self.bursty_format.n_labels, f"must equal bursty.n_labels="
+                    f"{self.bursty.n_labels}")
+
+
+def quick() -> RnnVsTransformerConfig:
+    """``--quick``: GPICL only, the LSTM only (hidden sizes up to 256), 1500 steps per model
+    after its warm-up."""
+    config = RnnVsTransformerConfig()
+    return dataclasses.replace(
+        config, tasks=("gpicl",), cells=("lstm",), max_hidden=256,
+        gpicl_train=dataclasses.replace(config.gpicl_train, steps=1500))
+
+
+def matched_models(transformer: TransformerConfig, cells: tuple[str, ...], d_in: int,
+                   d_out: int, seq_len: int, max_hidden: int) -> dict[str, ModelConfig]:
+    """The transformer and, per cell, the recurrent nets matched to its parameter count
+    (``{cell}-params``) and to its state size (``{cell}-state``, capped at ``max_hidden``)."""
+    target_parameters = _parameters(transformer, d_in, d_out)
+    target_state = transformer.d_model * transformer.n_layers * seq_len
+    models: dict[str, ModelConfig] = {"transformer": transformer}
+    for cell in cells:
+        by_parameters = _hidden_for_parameters(cell, d_in, d_out, target_parameters,
+                                               max_hidden)
+        models[f"{cell}-params"] = RecurrentConfig(cell=cell, hidden_size=by_parameters)
+        models[f"{cell}-state"] = RecurrentConfig(cell=cell,
+                                                  hidden_size=min(target_state, max_hidden))
+    return models
+
+
+def _parameters(config: ModelConfig, d_in: int, d_out: int) -> int:
+    return parameter_count(eqx.filter_eval_shape(config.build, d_in, d_out,
+                                                 key=jax.random.key(0)))
+
+
+def _hidden_for_parameters(cell: str, d_in: int, d_out: int, target: int, max_hidden: int
+                           ) -> int:
+    """The hidden size whose parameter count is closest to ``target`` (counts grow with the
+    hidden size, so a bisection finds it)."""
+    low, high = 1, max_hidden
+    while low < high:
+        middle = (low + high) // 2
+        if _parameters(RecurrentConfig(cell=cell, hidden_size=middle), d_in, d_out) < target:
+            low = middle + 1
+        else:
+            high = middle
+    candidates = {h for h in (low - 1, low) if h >= 1}
+    return min(candidates, key=lambda h: abs(
+        _parameters(RecurrentConfig(cell=cell, hidden_size=h), d_in, d_out) - target))
+
+
+def run(config: RnnVsTransformerConfig, store: RunStore, resume: bool, progress: bool) -> dict:
+    key_gpicl, key_bursty = jax.random.split(jax.random.key(config.eval_seed))
+    summary = {"description": __doc__.strip().splitlines()[0], "headline": {},
+               "model_size": {}}
+    arrays = {}
+    if "gpicl" in config.tasks:
+        accuracy, curves, sizes = _gpicl(config, store, key_gpicl, resume, progress)
+        arrays.update({f"gpicl_{name}": curve for name, curve in curves.items()})
+        summary["headline"]["gpicl_unseen_accuracy"] = accuracy
+        summary["model_size"]["gpicl"] = sizes
+        summary.update(models=list(accuracy), default_model="gpicl/transformer")
+    if "bursty" in config.tasks:
+        accuracy, sizes = _bursty(config, store, key_bursty, resume, progress)
+        summary["headline"]["bursty"] = accuracy
+        summary["model_size"]["bursty"] = sizes
+        summary.setdefault("models", list(accuracy))
+    store.write_arrays("results.npz", arrays)
+    summary["claims"] = claims(summary["headline"], config.cells)
+    return summary
+
+
+def _gpicl(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, resume: bool,
+           progress: bool) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
+    """Warm up and train every model on the GPICL task: late-sequence accuracy on unseen
+    tasks, accuracy at every position ``(seeds, seq_len)`` and model sizes, per model."""
+    task = config.gpicl
+    d_in = SequenceLabelTokens(task.n_classes).token_dim(task.input_dim)
+    models = matched_models(config.transformer, config.cells, d_in, task.n_classes,
+                            task.seq_len, config.max_hidden)
+    sets = gpicl_evaluation_sets(task, key, config.gpicl_train.eval_size)
+    curves, sizes = {}, {}
+    for index, (name, model) in enumerate(models.items()):
+        folder = store.path / "gpicl" / name
+        warm = warm_up(config.warmup, task, model, config.gpicl_train, config.seed_list,
+                       {"unseen_tasks": sets["unseen_tasks"]}, folder / "warmup", resume,
+                       progress)
+        trained, _ = train_gpicl_model(task, model, config.gpicl_train, config.seed_list,
+                                       sets, folder, resume, progress,
+                                       description=f"GPICL {name} ({index + 1}/{len(models)})",
+                                       initial_params=warm)
+        unseen = {"unseen_tasks": sets["unseen_tasks"]}
+        curves[name] = position_accuracy(trained, task, unseen)[:, 0]
+        sizes[name] = model_size(model, trained[0], task.seq_len)
+    accuracy = {name: float(late_accuracy(curve).mean()) for name, curve in curves.items()}
+    return accuracy, curves, with_state_matched(sizes)
+
+
+def with_state_matched(sizes: dict[str, dict]) -> dict[str, dict]:
+    """Each model's size with ``state_matched``: whether a ``-state`` model reached the
+    transformer's state size (``None`` for the others)."""
+    target = sizes["transformer"]["state_size"]
+    return {name: {**size, "state_matched": size["state_size"] >= target
+                   if name.endswith("-state") else None}
+            for name, size in sizes.items()}
+
+
+def _bursty(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, resume: bool,
+            progress: bool) -> tuple[dict[str, dict[str, float]], dict]:
+    """Train every model on Reddy's bursty task: final accuracy on each evaluation set, and
+    model sizes, per model."""
+    task, fmt = config.bursty, config.bursty_format
+    width = fmt.token_dim(task.dim)
+    models = matched_models(config.transformer, config.cells, width, task.n_labels,
+                            2 * task.n_context + 1, config.max_hidden)
+    all_sets = evaluation_sets(task, key, config.bursty_train.eval_size)
+    sets = {name: all_sets[name] for name in BURSTY_SETS}
+    results, sizes = {}, {}
+    for index, (name, model) in enumerate(models.items()):
+        folder = store.path / "bursty" / name
+        build = model_factory(model, fmt, task.dim, task.n_context)
+        trainer = Trainer(task, fmt, build, config.bursty_train)
+        _, _, evals = fit(trainer, config.seed_list, sets, folder,
+                          resume=resume and (folder / "checkpoint.npz").exists(),
+                          progress=progress,
+                          description=f"bursty {name} ({index + 1}/{len(models)})")
+        final = evals[evals.step == evals.step.max()]
+        results[name] = {set_name: float(final[f"eval_{set_name}_accuracy"].mean())
+                         for set_name in BURSTY_SETS}
+        sizes[name] = model_size(model, eqx.filter_eval_shape(build, jax.random.key(0)),
+                                 2 * task.n_context + 1)
+    return results, with_state_matched(sizes)
+
+
+def claims(headline: dict, cells: tuple[str, ...]) -> dict:
+    """Kirsch et al.'s and Chan et al.'s claims, tested in numbers."""
+    found = {}
+    gpicl = headline.get("gpicl_unseen_accuracy", {})
+    for cell in cells if gpicl else ():
+        gap = gpicl["transformer"] - gpicl[f"{cell}-params"]
+        found[f"gpicl_{cell}_params_below_transformer"] = claim(
+            f"on unseen GPICL tasks the {cell.upper()} with the transformer's parameters is "
+            "at least 0.1 less accurate (gap)", gap, gap >= 0.1)
+        gain = gpicl[f"{cell}-state"] - gpicl[f"{cell}-params"]
+        found[f"gpicl_{cell}_state_helps"] = claim(
+            f"a larger state makes the {cell.upper()} at least 0.05 more accurate (state-size "
+            "model minus parameter-matched model)", gain, gain >= 0.05)
+    if "bursty" in headline:
+        bursty = headline["bursty"]
+        for cell in cells:
+            gap = bursty["transformer"]["ic"] - max(bursty[f"{cell}-params"]["ic"],
+                                                    bursty[f"{cell}-state"]["ic"])
+            found[f"bursty_{cell}_no_icl"] = claim(
+                f"on bursty sequences the transformer's IC accuracy exceeds every "
+                f"{cell.upper()}'s by >= 0.2 (gap)", gap, gap >= 0.2)
+    return found
+
+
+# --- figures -------------------------------------------------------------------------------
+
+def figures(store: RunStore) -> list[tuple[str, str]]:
+    summary = store.read_json("summary.json")
+    found = []
+    if "gpicl_unseen_accuracy" in summary["headline"]:
+        found += [position_figure(store, summary), size_figure(store, summary)]
+    if "bursty" in summary["headline"]:
+        found.append(bursty_figure(store, summary))
+    return found
+
+
+def position_figure(store: RunStore, summary: dict) -> tuple[str, str]:
+    results = store.read_arrays("results.npz")
+    figure, (ax,) = subplots(width=6.0, height=4.0)
+    sizes = summary["model_size"]["gpicl"]
+    for index, name in enumerate(summary["models"]):
+        curve = results[f"gpicl_{name}"].mean(axis=0)
+        ax.plot(np.arange(len(curve)), curve, color=f"C{index}",
+                ls="-" if name == "transformer" or name.endswith("params") else "--",
+                label=f"{name} ({sizes[name]['parameters']:,} params, "
+                      f"state {sizes[name]['state_size']:,})")
+    ax.set(xlabel="examples seen", ylabel="accuracy", ylim=(0, 1.02),
+           title="In-context accuracy on unseen GPICL tasks")
+    ax.legend(fontsize=7)
+    save(figure, store.figures / "position.png")
+    return "position.png", ("Accuracy at each position of unseen-task sequences (predicting "
+                            "example j from the j before it; mean over seeds) of a transformer "
+                            "and of recurrent nets with its parameter count (solid) or with a "
+                            "state as large as its (dashed, up to max_hidden).")
+
+
+def size_figure(store: RunStore, summary: dict) -> tuple[str, str]:
+    accuracy = summary["headline"]["gpicl_unseen_accuracy"]
+    figure, axes = subplots(ncols=2, width=4.0, height=3.5)
+    for ax, size in zip(axes, ("state_size", "parameters"), strict=True):
+        for index, name in enumerate(summary["models"]):
+            ax.scatter(summary["model_size"]["gpicl"][name][size], accuracy[name],
+                       color=f"C{index}", label=name)
+        ax.set(xscale="log", xlabel=size.replace("_", " "), ylabel="accuracy, last quarter",
+               ylim=(0, 1.02))
+    axes[0].legend(fontsize=7)
+    save(figure, store.figures / "size.png")
+    return "size.png", ("Late-sequence accuracy on unseen GPICL tasks against each model's "
+                        "state size (left) and parameter count (right): Kirsch et al. find "
+                        "accuracy follows the state size.")
+
+
+def bursty_figure(store: RunStore, summary: dict) -> tuple[str, str]:
+    figure, axes = subplots(ncols=len(BURSTY_SETS), width=3.5, height=3.2)
+    for index, name in enumerate(summary["models"]):
+        evals = pd.read_parquet(store.path / "bursty" / name / "eval_metrics.parquet")
+        rows = evals.groupby("step").mean(numeric_only=True)
+        for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
+            ax.plot(rows.index, rows[f"eval_{set_name}_accuracy"], color=f"C{index}",
+                    label=name)
+    for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
+        ax.set(xlabel="training step", ylabel="accuracy", ylim=(0, 1.02), title=set_name)
+    axes[0].legend(fontsize=7)
+    save(figure, store.figures / "bursty.png")
+    return "bursty.png", ("Bursty classification (Reddy's task) over training: in-distribution, "
+                          "IC (novel classes: in-context learning only) and IW (query class "
+                          "absent from the context: in-weights learning only) accuracy.")
+
+
+RECIPE = register(Recipe(
+    name="rnn-vs-transformer",
+    description="LSTMs and GRUs beside a transformer: in-context learning follows state "
+                "size (Kirsch 2022; Chan 2022)",
+    config_type=RnnVsTransformerConfig, run=run, figures=figures, quick=quick))

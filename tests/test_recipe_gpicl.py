@@ -1,0 +1,173 @@
+"""The kirsch and rnn-vs-transformer recipes end to end on tiny budgets: CLI, sweep folders,
+summary, figures, resume of an interrupted sweep, the classifier on a finished run, and
+config errors that name the field."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+
+from iclab import ICLClassifier
+from iclab.cli import main
+from iclab.models import RecurrentConfig, TransformerConfig, parameter_count
+from iclab.recipes.kirsch import gap_closed, regimes, transition_tasks
+from iclab.recipes.rnn_vs_transformer import matched_models
+from iclab.store import RunStore
+
+TINY_TRAIN = ["--train.steps", "20", "--train.eval-every", "10", "--train.checkpoint-every",
+              "10", "--train.eval-size", "16", "--no-progress"]
+KIRSCH = ["--tasks-log2", "0", "2", "--task.seq-len", "12", "--model.max-len", "12",
+          "--datasets", "digits", "iris", "--warmup.steps", "10", *TINY_TRAIN]
+
+
+@pytest.fixture(scope="module")
+def kirsch_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "kirsch"
+    assert main(["run", "kirsch", "--out", str(out), *KIRSCH]) == 0
+    return out
+
+
+def test_kirsch_run_folder(kirsch_run):
+    summary = json.loads((kirsch_run / "summary.json").read_text())
+    headline = summary["headline"]
+    assert set(headline["seen_accuracy"]) == set(headline["unseen_accuracy"]) == {"1", "4"}
+    assert "transition_tasks" in headline and headline["online_sgd_lr"] > 0
+    assert summary["set_names"] == ["seen_tasks", "unseen_tasks", "dataset_digits",
+                                    "dataset_iris"]
+    for name in ("unseen_tasks", "dataset_digits", "dataset_iris"):
+        assert set(summary["datasets"][name]) == {"transformer", "online_sgd",
+                                                  "logistic_regression", "knn"}
+    assert summary["model_size"]["state_size"] == 64 * 2 * 12  # d_model × layers × seq
+    assert summary["models"] == ["tasks_2^0", "tasks_2^2"]
+    warmup = json.loads((kirsch_run / "warmup" / "model.json").read_text())
+    assert warmup["about"]["task"]["dataset"] == "wine"  # the curriculum's first stage
+    assert warmup["about"]["task"]["n_tasks_log2"] is None
+    assert set(summary["regimes"]) == {"1", "4"}
+    assert set(summary["claims"]) == {"memorisation_with_few_tasks",
+                                      "learning_with_many_tasks", "transfers_to_unseen_datasets"}
+    results = RunStore(kirsch_run).read_arrays("results.npz")
+    assert results["accuracy"].shape == (2, 1, 4, 12)  # pools, seeds, sets, positions
+    assert results["baseline_accuracy"].shape == (3, 3, 12)  # baselines, sets, positions
+    for folder in summary["models"]:
+        assert (kirsch_run / folder / "model.npz").exists()
+        assert (kirsch_run / folder / "eval_metrics.parquet").exists()
+    assert sorted(p.name for p in (kirsch_run / "figures").iterdir()) == [
+        "position.png", "training.png", "transition.png"]
+
+
+def test_kirsch_sweep_resumes_where_it_stopped(kirsch_run, tmp_path):
+    """A sweep that stopped before its second pool (its folder and the summary missing)
+    resumes to the numbers of the uninterrupted run, reusing the finished first pool."""
+    copy = tmp_path / "copy"
+    shutil.copytree(kirsch_run, copy)
+    shutil.rmtree(copy / "tasks_2^2")
+    (copy / "summary.json").unlink()
+    assert main(["run", "kirsch", "--out", str(copy), "--resume", "--no-progress"]) == 0
+    before = RunStore(kirsch_run).read_arrays("results.npz")
+    after = RunStore(copy).read_arrays("results.npz")
+    for name in before:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-6, err_msg=name)
+
+
+def test_the_classifier_loads_the_largest_pool_of_a_kirsch_run(kirsch_run):
+    X, y = load_wine(return_X_y=True)
+    clf = ICLClassifier.from_run(kirsch_run).fit(X[::15], y[::15])  # 12 rows, 3 classes
+    assert clf.max_context == 11  # seq_len - 1: fit keeps a random 11 of the 12
+    assert clf.predict_proba(X[1::20]).shape == (9, 3)
+    smaller = ICLClassifier.from_run(kirsch_run, model="tasks_2^0")
+    assert smaller.model is not clf.model
+
+
+@pytest.mark.parametrize(("option", "field"), [
+    (["--task.n-tasks-log2", "3"], "task.n_tasks_log2"),
+    (["--tasks-log2", "4", "31"], "tasks_log2"),
+    (["--datasets", "cifar"], "datasets"),
+    (["--model.max-len", "20"], "model.max_len"),
+    (["--knn-k", "0"], "knn_k"),
+    (["--warmup.dataset", "npz"], "warmup.dataset"),
+    (["--datasets", "digits", "wine"], "datasets"),  # wine is the warm-up: not unseen
+])
+def test_kirsch_config_errors_name_the_field(option, field, tmp_path, capsys):
+    """Exit status 2 and the field's name, whether the CLI parser (a nested config's own
+    check) or the recipe's config check refuses the value."""
+    try:
+        status = main(["run", "kirsch", "--out", str(tmp_path / "bad"), *option])
+    except SystemExit as exit:
+        status = exit.code
+    assert status == 2
+    captured = capsys.readouterr()
+    assert field in captured.err + captured.out
+    assert not (tmp_path / "bad" / "warmup").exists()
+
+
+def test_transition_and_regimes_read_the_two_accuracies():
+    pools = [2, 6, 10, 14]
+    seen, unseen = [0.9, 0.8, 0.6, 0.1], [0.1, 0.3, 0.55, 0.1]
+    # 0.55 >= 0.8 × 0.6 and 0.55 >= 0.1 + 0.1: the first pool past the transition.
+    assert transition_tasks(pools, seen, unseen, chance=0.1) == 2**10
+    assert regimes(pools, seen, unseen, chance=0.1) == {
+        "4": "memorisation", "64": "memorisation", "1024": "learning", "16384": "no learning"}
+    # A model that learnt nothing has seen ≈ unseen ≈ chance: not a transition.
+    assert transition_tasks(pools, [0.1] * 4, [0.1] * 4, chance=0.1) is None
+    # Transfer is read against the best classical learner on the same sequences.
+    accuracies = {"transformer": 0.5, "online_sgd": 0.3, "logistic_regression": 0.6,
+                  "knn": 0.55}
+    assert gap_closed(accuracies, chance=0.2) == pytest.approx(0.75)
+
+
+def test_recurrent_models_match_the_transformers_parameters_and_state():
+    transformer = TransformerConfig(d_model=16, n_layers=1, n_heads=2, max_len=12)
+    models = matched_models(transformer, ("lstm", "gru"), d_in=13, d_out=5, seq_len=12,
+                            max_hidden=1000)
+    def count(config):
+        return parameter_count(eqx.filter_eval_shape(config.build, 13, 5,
+                                                     key=jax.random.key(0)))
+
+    target = count(transformer)
+    for cell in ("lstm", "gru"):
+        matched = models[f"{cell}-params"]
+        step = count(RecurrentConfig(cell=cell, hidden_size=matched.hidden_size + 1)) - count(
+            matched)
+        assert abs(count(matched) - target) <= step  # the nearest hidden size
+        assert models[f"{cell}-state"].hidden_size == 16 * 1 * 12  # the transformer's state
+    capped = matched_models(transformer, ("lstm",), 13, 5, 12, max_hidden=50)
+    assert capped["lstm-state"].hidden_size == 50
+
+
+@pytest.fixture(scope="module")
+def rnn_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "rnn"
+    tiny = ["--gpicl.seq-len", "12", "--transformer.d-model", "16", "--transformer.max-len",
+            "17", "--max-hidden", "24", "--bursty.n-classes", "64", "--bursty.n-context", "8",
+            "--warmup.dataset", "None", "--no-progress"]
+    for part in ("gpicl-train", "bursty-train"):
+        tiny += [f"--{part}.steps", "10", f"--{part}.eval-every", "10",
+                 f"--{part}.checkpoint-every", "10", f"--{part}.eval-size", "16"]
+    assert main(["run", "rnn-vs-transformer", "--out", str(out), "--cells", "lstm", *tiny]) == 0
+    return out
+
+
+def test_rnn_vs_transformer_run_folder(rnn_run):
+    summary = json.loads((rnn_run / "summary.json").read_text())
+    assert summary["models"] == ["transformer", "lstm-params", "lstm-state"]
+    sizes = summary["model_size"]["gpicl"]
+    assert sizes["transformer"]["state_size"] == 16 * 2 * 12
+    assert sizes["lstm-state"]["state_size"] == 24 and sizes["lstm-state"]["state_matched"] is False
+    assert sizes["lstm-params"]["state_matched"] is None
+    assert summary["model_size"]["bursty"]["transformer"]["state_size"] == 16 * 2 * 17
+    assert set(summary["headline"]["gpicl_unseen_accuracy"]) == set(summary["models"])
+    assert set(summary["headline"]["bursty"]["lstm-params"]) == {"in_distribution", "ic", "iw"}
+    assert set(summary["claims"]) == {"gpicl_lstm_params_below_transformer",
+                                      "gpicl_lstm_state_helps", "bursty_lstm_no_icl"}
+    assert sorted(p.name for p in (rnn_run / "figures").iterdir()) == [
+        "bursty.png", "position.png", "size.png"]
+    results = RunStore(rnn_run).read_arrays("results.npz")
+    assert results["gpicl_lstm-state"].shape == (1, 12)
+    clf = ICLClassifier.from_run(rnn_run)  # the run's default model: the GPICL transformer
+    assert clf.input_dim == 32
