@@ -141,8 +141,8 @@ def test_tune_online_sgd_lr_picks_the_grid_maximum(getkey):
     accuracies = np.mean(logits.argmax(axis=-1) == labels, axis=(1, 2))
     assert float(lr) == pytest.approx(grid[np.argmax(accuracies)])
     assert float(accuracy) == pytest.approx(np.max(accuracies))
-    assert len(SGD_LR_GRID) == 17
-    assert SGD_LR_GRID[0] == pytest.approx(1e-3) and SGD_LR_GRID[-1] == pytest.approx(10.0)
+    assert len(SGD_LR_GRID) == 25  # four per decade
+    assert SGD_LR_GRID[0] == pytest.approx(1e-5) and SGD_LR_GRID[-1] == pytest.approx(10.0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
