@@ -295,8 +295,11 @@ def training_figure(store: RunStore) -> tuple[str, str]:
                title=title)
     axes[0].legend(fontsize=7, title="tasks")
     save(figure, store.figures / "training.png")
-    return "training.png", ("Accuracy over meta-training for each pool size (mean over seeds): "
-                            "the loss plateau at chance, and which pools leave it.")
+    return "training.png", ("Accuracy over meta-training for each pool size (mean over seeds), "
+                            "from step 0 (the warmed-up learner, if any): small pools memorise "
+                            "their tasks and lose the general learner on unseen tasks; large "
+                            "pools keep it. Without a warm-up, every curve first sits at "
+                            "chance: the loss plateau.")
 
 
 RECIPE = register(Recipe(
