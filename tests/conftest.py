@@ -1,4 +1,4 @@
-"""Shared fixtures: a deterministic stream of PRNG keys per test."""
+"""Shared fixtures: a deterministic stream of PRNG keys per test, and the CLI's exit status."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import jax
 import pytest
+
+from iclab.cli import main
 
 
 @pytest.fixture
@@ -24,3 +26,17 @@ def getkey(request: pytest.FixtureRequest) -> Callable[[], jax.Array]:
 
     return getkey
 
+
+
+@pytest.fixture
+def cli_status() -> Callable[[list[str]], int]:
+    """``iclab ARGV``'s exit status, whether ``main`` returns it or the option parser exits
+    (tyro exits with status 2 when a nested config's own check refuses a value)."""
+
+    def status(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except SystemExit as exit:
+            return int(exit.code)
+
+    return status

@@ -101,14 +101,10 @@ def test_expected_phase_counts_follow_the_paper(n_tasks, n_classes, phases):
     (["--seeds", "0"], "seeds"),
     (["--task.n-classes", "65"], "n_classes"),
 ])
-def test_bad_options_fail_naming_the_field(args, field, capsys, tmp_path):
+def test_bad_options_fail_naming_the_field(args, field, capsys, tmp_path, cli_status):
     """Exit status 2 and the field's name, whether the CLI parser (a nested config's own
     check) or the recipe's config check refuses the value."""
-    try:
-        status = main(["run", "minegishi", "--out", str(tmp_path / "x"), *args, *TINY])
-    except SystemExit as exit:
-        status = exit.code
-    assert status == 2
+    assert cli_status(["run", "minegishi", "--out", str(tmp_path / "x"), *args, *TINY]) == 2
     captured = capsys.readouterr()
     assert field in captured.err + captured.out
     assert not (tmp_path / "x" / "checkpoint.npz").exists()

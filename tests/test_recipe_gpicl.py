@@ -93,14 +93,10 @@ def test_the_classifier_loads_the_largest_pool_of_a_kirsch_run(kirsch_run):
     (["--warmup.dataset", "npz"], "warmup.dataset"),
     (["--datasets", "digits", "wine"], "datasets"),  # wine is the warm-up: not unseen
 ])
-def test_kirsch_config_errors_name_the_field(option, field, tmp_path, capsys):
+def test_kirsch_config_errors_name_the_field(option, field, tmp_path, capsys, cli_status):
     """Exit status 2 and the field's name, whether the CLI parser (a nested config's own
     check) or the recipe's config check refuses the value."""
-    try:
-        status = main(["run", "kirsch", "--out", str(tmp_path / "bad"), *option])
-    except SystemExit as exit:
-        status = exit.code
-    assert status == 2
+    assert cli_status(["run", "kirsch", "--out", str(tmp_path / "bad"), *option]) == 2
     captured = capsys.readouterr()
     assert field in captured.err + captured.out
     assert not (tmp_path / "bad" / "warmup").exists()

@@ -30,6 +30,7 @@ from iclab.models import RecurrentConfig, TransformerConfig, model_size, paramet
 from iclab.plotting import save, subplots
 from iclab.recipes.circuit_study import model_factory
 from iclab.recipes.gpicl_study import (
+    ModelConfig,
     Warmup,
     late_accuracy,
     position_accuracy,
@@ -41,7 +42,6 @@ from iclab.store import RunStore
 from iclab.tasks import BurstyClassification, GPICLTask, evaluation_sets, gpicl_evaluation_sets
 from iclab.train import TrainConfig, Trainer, fit
 
-ModelConfig = TransformerConfig | RecurrentConfig
 BURSTY_SETS = ("in_distribution", "ic", "iw")
 
 
