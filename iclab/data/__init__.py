@@ -11,6 +11,7 @@ from iclab.data.datasets import (
     Dataset,
     Loader,
     available_datasets,
+    builtin_datasets,
     load_dataset,
     standardise,
     stratified_split,
@@ -19,6 +20,6 @@ from iclab.data.files import IDX_FILES, DatasetError, read_idx, read_idx_folder,
 
 __all__ = [
     "DATASETS", "IDX_FILES", "Dataset", "DatasetError", "Loader", "available_datasets",
-    "load_dataset", "read_idx", "read_idx_folder", "read_npz", "standardise",
+    "builtin_datasets", "load_dataset", "read_idx", "read_idx_folder", "read_npz", "standardise",
     "stratified_split",
 ]

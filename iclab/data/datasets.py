@@ -146,6 +146,11 @@ def available_datasets() -> list[str]:
     return sorted(DATASETS)
 
 
+def builtin_datasets() -> list[str]:
+    """The datasets that need no file (shipped in a package or generated), sorted."""
+    return sorted(name for name, loader in DATASETS.items() if not loader.needs_path)
+
+
 def stratified_split(y: np.ndarray, *, test_fraction: float,
                      seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, test)`` of a seeded split holding out ``test_fraction`` per class.

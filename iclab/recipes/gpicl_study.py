@@ -21,7 +21,7 @@ from iclab.algorithms.sequence_classifiers import (
     tune_online_sgd_lr,
 )
 from iclab.config import require, to_dict
-from iclab.data import available_datasets
+from iclab.data import builtin_datasets
 from iclab.formats import SequenceLabelTokens, accuracy_by_position
 from iclab.models import RecurrentConfig, TransformerConfig
 from iclab.tasks import GPICLEpisode, GPICLTask
@@ -58,9 +58,8 @@ class Warmup:
     steps: int = 1000
 
     def __post_init__(self) -> None:
-        builtin = [name for name in available_datasets() if name not in ("idx", "npz")]
-        require(self.dataset is None or self.dataset in builtin, "warmup.dataset",
-                self.dataset, f"must be None (no warm-up) or one of {builtin}")
+        require(self.dataset is None or self.dataset in builtin_datasets(), "warmup.dataset",
+                self.dataset, f"must be None (no warm-up) or one of {builtin_datasets()}")
         require(self.steps >= 1, "warmup.steps", self.steps, "must be an integer >= 1")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from iclab.config import Seeds, require
-from iclab.data import available_datasets
+from iclab.data import builtin_datasets
 from iclab.models import TransformerConfig, model_size
 from iclab.plotting import save, subplots
 from iclab.recipes.gpicl_study import (
@@ -60,7 +60,7 @@ class KirschConfig(Seeds):
             size starts from the result), the curriculum that crosses the loss plateau on
             a CPU budget (see :class:`~iclab.recipes.gpicl_study.Warmup`).
         datasets: unseen datasets the largest pool's learner is tested on, each projected to
-            ``task.input_dim`` (names of :func:`iclab.data.available_datasets`; not the
+            ``task.input_dim`` (names of :func:`iclab.data.builtin_datasets`; not the
             warm-up dataset, which the learner has seen).
         knn_k: neighbours of the k-NN baseline.
         seed, seeds: see :class:`~iclab.config.Seeds`.
@@ -89,9 +89,9 @@ class KirschConfig(Seeds):
                 "model.max_len", self.model.max_len,
                 f"must cover task.seq_len={self.task.seq_len} with learned positions")
         for name in self.datasets:
-            require(name in available_datasets() and name not in ("idx", "npz"), "datasets",
+            require(name in builtin_datasets(), "datasets",
                     self.datasets, f"{name!r} is not a built-in dataset; choose from "
-                    f"{[n for n in available_datasets() if n not in ('idx', 'npz')]}")
+                    f"{builtin_datasets()}")
         require(self.warmup.dataset not in self.datasets, "datasets", self.datasets,
                 f"must not hold the warm-up dataset {self.warmup.dataset!r}: the learner has "
                 "seen it")
