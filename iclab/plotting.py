@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,14 @@ def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.5, height: float =
     figure, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
                                 squeeze=False)
     return figure, list(axes.ravel())
+
+
+def mark_levels(ax: plt.Axes, levels: Mapping[str, float]) -> None:
+    """Dotted grey reference lines (chance, a plateau's theory level), each named at the
+    left edge."""
+    for text, level in levels.items():
+        ax.axhline(level, color="0.5", ls=":", lw=1)
+        ax.annotate(text, (ax.get_xlim()[0], level), fontsize=8, color="0.4", va="bottom")
 
 
 def save(figure: Figure, path: Path) -> None:

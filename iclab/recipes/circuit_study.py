@@ -26,7 +26,7 @@ from iclab.models import (
     clamp,
     model_size,
 )
-from iclab.plotting import save, subplots
+from iclab.plotting import mark_levels, save, subplots
 from iclab.store import RunStore
 from iclab.tasks import ClassificationEpisode
 from iclab.train import TrainConfig, Trainer, fit, load_eval_arrays
@@ -257,10 +257,7 @@ def accuracy_figure(store: RunStore, evals: pd.DataFrame, sets: Sequence[str],
                     alpha=1.0 if seed == evals.seed.min() else 0.3,
                     label=SET_LABELS.get(name, name) if seed == evals.seed.min() else None)
     _mark_phases(ax, phases)
-    for text, level in chance.items():
-        ax.axhline(level, color="0.5", ls=":", lw=1)
-        ax.annotate(text, (ax.get_xlim()[0], level), fontsize=8, color="0.4",
-                    va="bottom")
+    mark_levels(ax, chance)
     ax.set(xlabel="training step", ylabel="accuracy", ylim=(0, 1.02), title=title)
     ax.legend(fontsize=8, loc="center right")
     save(figure, store.figures / "accuracy.png")
