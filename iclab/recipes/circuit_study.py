@@ -247,6 +247,12 @@ SET_LABELS = {"in_distribution": "in-distribution", "ic": "IC (novel classes)",
               "random_label": "random context labels"}
 
 
+def bursty_levels(task: Mapping[str, Any]) -> dict[str, float]:
+    """Reference accuracies of a bursty task (its config as stored): chance 1/L, and
+    1/(N/B), what picking among the context's labels scores without matching items."""
+    return {"1/L": 1 / task["n_labels"], "1/(N/B)": task["burstiness"] / task["n_context"]}
+
+
 def accuracy_figure(store: RunStore, evals: pd.DataFrame, sets: Sequence[str],
                     phases: list[dict], chance: Mapping[str, float], title: str
                     ) -> tuple[str, str]:

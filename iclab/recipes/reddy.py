@@ -25,6 +25,7 @@ from iclab.recipes.circuit_study import (
     PAPER_TRAINING,
     Clamp,
     PhaseRule,
+    bursty_levels,
     check_recipe_fields,
     circuit_model_size,
     jump_step,
@@ -157,9 +158,7 @@ def claims(first: dict, task: BurstyClassification, clamped: bool) -> dict:
 
 def figures(store: RunStore) -> list[tuple[str, str]]:
     task = store.read_json("config.json")["config"]["task"]
-    levels = {"1/L": 1 / task["n_labels"],
-              "1/(N/B)": task["burstiness"] / task["n_context"]}
-    return recipe_figures(store, EVAL_SETS, "ic", levels,
+    return recipe_figures(store, EVAL_SETS, "ic", bursty_levels(task),
                           "Bursty classification (Reddy 2024): accuracy per evaluation set")
 
 

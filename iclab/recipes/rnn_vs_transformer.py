@@ -28,7 +28,7 @@ from iclab.config import Seeds, require
 from iclab.formats import ItemLabelTokens, SequenceLabelTokens
 from iclab.models import RecurrentConfig, TransformerConfig, model_size, parameter_count
 from iclab.plotting import mark_levels, save, subplots
-from iclab.recipes.circuit_study import model_factory
+from iclab.recipes.circuit_study import bursty_levels, model_factory
 from iclab.recipes.gpicl_study import (
     ModelConfig,
     Warmup,
@@ -313,12 +313,10 @@ def bursty_figure(store: RunStore, summary: dict) -> tuple[str, str]:
         for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
             ax.plot(rows.index, rows[f"eval_{set_name}_accuracy"], color=f"C{index}",
                     label=name)
-    task = store.read_json("config.json")["config"]["bursty"]
-    chance, pick_in_context = 1 / task["n_labels"], task["burstiness"] / task["n_context"]
+    levels = bursty_levels(store.read_json("config.json")["config"]["bursty"])
     for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
         ax.set(xlabel="training step", ylabel="accuracy", ylim=(0, 1.02), title=set_name)
-        mark_levels(ax, {"1/L": chance} if set_name == "iw" else
-                    {"1/L": chance, "1/(N/B)": pick_in_context})
+        mark_levels(ax, {"1/L": levels["1/L"]} if set_name == "iw" else levels)
     axes[0].legend(fontsize=7)
     save(figure, store.figures / "bursty.png")
     return "bursty.png", ("Bursty classification (Reddy's task) over training: in-distribution, "
