@@ -12,7 +12,7 @@ import pytest
 from iclab.cli import main
 from iclab.config import ConfigError
 from iclab.recipes.minegishi import MinegishiConfig, expected_phases, without_initial_fit
-from iclab.recipes.reddy import ReddyConfig
+from iclab.recipes.reddy import ReddyConfig, ic_rise
 from iclab.runner import default_config
 from iclab.tasks import InContextMetaLearning
 from iclab.train import load_eval_arrays
@@ -136,6 +136,17 @@ def test_initial_fit_is_not_counted_as_a_phase():
     assert without_initial_fit([ramp, final], single)[0] == ramp
 
 
+def test_ic_rise_runs_from_the_slow_phase_to_0_9():
+    """Reddy's rise: from the last evaluation near 1/(N/B) (here ≤ 0.55) to the first at 0.9;
+    a model that climbs straight from chance has its rise start far below 1/(N/B)."""
+    steps = np.arange(0, 1000, 100)
+    slow_then_rise = np.array([0.03, 0.3, 0.5, 0.52, 0.54, 0.7, 0.85, 0.92, 0.95, 0.96])
+    assert ic_rise(steps, slow_then_rise, 0.5) == [400, 700]
+    assert ic_rise(steps, np.minimum(slow_then_rise, 0.8), 0.5) is None
+    straight = np.array([0.03, 0.2, 0.95, 0.96, 0.97, 0.97, 0.98, 0.98, 0.98, 0.98])
+    assert ic_rise(steps, straight, 0.5) == [100, 200]
+
+
 def _quick_run(tmp_path, recipe, steps, *extra):
     out = tmp_path / recipe
     assert main(["run", recipe, "--quick", "--out", str(out), "--train.steps", str(steps),
@@ -159,21 +170,23 @@ def test_minegishi_phase_one_is_bigram_at_one_over_t(tmp_path):
 
 @pytest.mark.slow
 def test_reddy_slow_phase_picks_among_context_labels(tmp_path):
-    """Reddy's slow phase (measured at 4–5k quick steps: IC 0.51, IW 0.11, in-distribution
-    0.85–0.9): on novel classes the model picks one of the N/B = 2 context labels (1/2),
-    not one of all L = 32 (1/32), and not yet the right one."""
-    final = _quick_run(tmp_path, "reddy", 5000)
+    """Reddy's slow phase (measured at 3–3.5k quick steps: IC 0.50–0.52, IW 0.04,
+    in-distribution 0.53–0.58): on novel classes the model picks one of the N/B = 2
+    context labels (1/2), not one of all L = 32 (1/32), and not yet the right one; with
+    K = 2048 classes it has not memorised their labels either."""
+    final = _quick_run(tmp_path, "reddy", 3500)
     assert 0.4 <= final.eval_ic_accuracy <= 0.62
-    assert final.eval_iw_accuracy < 0.2
-    assert final.eval_in_distribution_accuracy > 0.8
+    assert final.eval_iw_accuracy < 0.1
+    assert final.eval_in_distribution_accuracy < 0.75
 
 
 @pytest.mark.slow
 def test_clamping_layer1_to_previous_token_shortens_the_plateau(tmp_path):
     """Singh et al.'s causal test on Reddy's task: with layer 1 clamped to the induction
-    circuit's first half (each label reads its item), IC accuracy jumps within ≈ 2.5k quick
-    steps (measured 0.08 → 0.76 between 2k and 3k; 0.81 at 3.5k), where the free model
-    still sits at the slow phase's 1/2 (0.51 at 4–5k, test above; 0.76 only at 18k)."""
-    final = _quick_run(tmp_path, "reddy", 3500, "--intervention", "clamp-previous-token")
+    circuit's first half (each label reads its item), IC accuracy jumps from chance
+    without a slow phase (measured 0.18 at 3k quick steps, 0.91 at 3.5k), where the free
+    model still sits at the slow phase's 1/2 (0.52 at 3.5k, 0.56 at 4k, test above; 0.9
+    only at 6.25k)."""
+    final = _quick_run(tmp_path, "reddy", 4000, "--intervention", "clamp-previous-token")
     assert final.eval_ic_accuracy >= 0.7
     assert final["eval_ic_L0H0.chunk_example"] == pytest.approx(1.0)

@@ -2,9 +2,9 @@
 in-context classification task".
 
 Claim (Fig. 1–3): a two-layer attention-only transformer trained on bursty sequences of
-Gaussian-cluster items (K = 512 classes, L = 32 labels, N = 8 context pairs, B = 4, p_B = 1)
-first creeps from chance 1/L towards 1/N — the classifier learns to pick among the labels
-in the context — then jumps abruptly to near-perfect in-context accuracy on novel classes
+Gaussian-cluster items (L = 32 labels, N = 8 context pairs, B = 4, p_B = 1) first creeps
+from chance 1/L towards 1/(N/B) — the classifier learns to pick among the labels in the
+context — then jumps abruptly to near-perfect in-context accuracy on novel classes
 (IC) when an induction head forms: layer-1 label→own-item attention (ILA1) and layer-2
 query→matching-label attention (TILA2) rise together at the jump.
 """
@@ -32,6 +32,7 @@ from iclab.recipes.circuit_study import (
     phase_table,
     quick_training,
     recipe_figures,
+    smoothed,
     train_with_circuits,
 )
 from iclab.recipes.registry import Recipe, claim, register
@@ -44,14 +45,22 @@ EVAL_SETS = ("in_distribution", "ic", "ic2", "iw")
 
 @dataclasses.dataclass(frozen=True)
 class ReddyConfig(Seeds):
-    """The setup of Reddy's Fig. 1 (REFERENCE §4); every field is a CLI option.
+    """The setup of Reddy's Fig. 1 (REFERENCE §4) with K = 2048 classes, the largest of
+    Reddy's K sweep; every field is a CLI option.
+
+    At Fig. 1's K = 512 this network memorises the 512 classes' labels within a few
+    thousand steps and then reads the query's label off the context's labels that its
+    weights allow, a mixed strategy under which the induction head forms gradually and IC
+    accuracy creeps instead of jumping (measured in ``docs/recipes/reddy.md``; Reddy's
+    own initialisation and B = 2 do the same). At K = 2048 memorising is slow enough that
+    the slow phase and the abrupt jump appear as in the paper.
 
     Attributes:
-        task: K = 512, L = 32, N = 8, D = 63, eps = 0.1, B = 4, p_B = 1, alpha = 0.
+        task: K = 2048, L = 32, N = 8, D = 63, eps = 0.1, B = 4, p_B = 1, alpha = 0.
         format: fixed random label vectors, one-hot position code at a random offset.
         model: two attention-only layers of one head, width 128, unscaled softmax, no
             LayerNorm, no output projection, ReLU MLP classifier.
-        train: plain SGD, lr 0.01, batch 128, 1.5e5 steps.
+        train: plain SGD, lr 0.01, batch 128, 60 000 steps (the jump ends by ≈ 30 000).
         phases: the rule that finds the jump (a rise > 0.025 within 100 steps).
         intervention: clamp layer 1's attention for all of training (see
             :func:`~iclab.recipes.circuit_study.layer1_clamp`): "clamp-previous-token"
@@ -61,12 +70,12 @@ class ReddyConfig(Seeds):
         eval_seed: seed of the fixed evaluation sets.
     """
 
-    task: BurstyClassification = BurstyClassification(n_classes=512, burstiness=4,
+    task: BurstyClassification = BurstyClassification(n_classes=2048, burstiness=4,
                                                       p_bursty=1.0)
     format: ItemLabelTokens = ItemLabelTokens(n_labels=32, label_code="random",
                                               position_offset="random")
     model: TransformerConfig = PAPER_MODEL
-    train: TrainConfig = dataclasses.replace(PAPER_TRAINING, steps=150_000)
+    train: TrainConfig = dataclasses.replace(PAPER_TRAINING, steps=60_000)
     phases: PhaseRule = PhaseRule()
     intervention: Clamp = "none"
     eval_seed: int = 10_000
@@ -77,9 +86,9 @@ class ReddyConfig(Seeds):
 
 
 def quick() -> ReddyConfig:
-    """``--quick``: the paper's setup at lr 0.05 for 20 000 steps (see
+    """``--quick``: the same setup at lr 0.05 for 10 000 steps (see
     :func:`~iclab.recipes.circuit_study.quick_training`)."""
-    return ReddyConfig(train=quick_training(20_000))
+    return ReddyConfig(train=quick_training(10_000))
 
 
 def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> dict:
@@ -97,8 +106,9 @@ def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> d
     jumps = [s["jump_step"] for s in per_seed if s["jump_step"] is not None]
     headline["jump_step"] = int(np.median(jumps)) if jumps else None
     first = per_seed[0]
-    headline.update({key: first[key] for key in ("plateau_ic_accuracy", "ila1_rise",
-                                                  "tila2_rise")})
+    headline.update({key: first[key] for key in (
+        "rise_steps", "steepest_ic_gain_per_100_steps", "plateau_ic_accuracy", "ila1_rise",
+        "tila2_rise")})
     phases = phase_table(evals, config.seed, "ic", n_layers, n_heads, config.phases)
     return {"description": __doc__.strip().splitlines()[0], "headline": headline,
             "model_size": circuit_model_size(config.model, config.format, task),
@@ -108,51 +118,74 @@ def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> d
 
 def seed_numbers(evals: pd.DataFrame, seed: int, task: BurstyClassification,
                  rule: PhaseRule) -> dict:
-    """Final accuracies, the IC jump and how much ILA1 (layer 1) and TILA2 (layer 2) rose
-    across it, for one seed.
+    """Final accuracies, IC accuracy's rise out of the slow phase, whether that rise is
+    abrupt, and how much ILA1 (layer 1) and TILA2 (layer 2) rose across it, for one seed.
 
-    The jump is the largest abrupt rise of IC accuracy that ends above the slow phase's
-    level (1/(N/B) + 0.1, where 1/(N/B) is the accuracy of picking among the context's
-    labels): a rise from 1/L to that level is the slow phase itself."""
+    The rise (:func:`ic_rise`) runs from the slow phase, IC accuracy near 1/(N/B) — the
+    accuracy of picking among the context's labels — to 0.9. ``jump_step`` is the start of
+    the largest rise that the phase rule calls abrupt and that ends above 1/(N/B) + 0.1 (a
+    climb from 1/L to 1/(N/B) is the slow phase itself); ``None`` when the rise is gradual
+    by that rule. ``steepest_ic_gain_per_100_steps`` says how steep the rise was."""
     rows = evals[evals.seed == seed].sort_values("step")
     final = rows.iloc[-1]
-    slow_phase_level = task.burstiness / task.n_context + 0.1
-    jump = jump_step(evals, seed, "eval_ic_accuracy", rule, above=slow_phase_level)
-    numbers = {"seed": seed, "jump_step": jump,
+    pick_in_context = task.burstiness / task.n_context
+    steps = rows.step.to_numpy()
+    ic = smoothed(rows.eval_ic_accuracy.to_numpy(), rule.smoothing)
+    rise = ic_rise(steps, ic, pick_in_context)
+    numbers = {"seed": seed,
+               "jump_step": jump_step(evals, seed, "eval_ic_accuracy", rule,
+                                      above=pick_in_context + 0.1),
+               "rise_steps": rise,
+               "steepest_ic_gain_per_100_steps": float(
+                   np.max(np.diff(ic) / np.diff(steps) * 100, initial=0.0)),
                **{f"{name}_accuracy": float(final[f"eval_{name}_accuracy"])
                   for name in EVAL_SETS}}
-    before = rows[rows.step <= jump] if jump is not None else rows.iloc[:0]
-    after = rows.iloc[-max(1, len(rows) // 10):]
-    if before.empty:
+    if rise is None:
         numbers.update(plateau_ic_accuracy=None, ila1_rise=None, tila2_rise=None)
         return numbers
-    numbers["plateau_ic_accuracy"] = float(before.eval_ic_accuracy.iloc[-1])
+    start = int(np.searchsorted(steps, rise[0]))
+    after = rows.iloc[-max(1, len(rows) // 10):]
+    numbers["plateau_ic_accuracy"] = float(ic[start])
     for name, column in (("ila1_rise", "eval_ic_L0H0.chunk_example"),
                          ("tila2_rise", "eval_ic_L1H0.tila2")):
-        numbers[name] = float(after[column].mean() - before[column].iloc[-1])
+        numbers[name] = float(after[column].mean() - rows[column].iloc[start])
     return numbers
+
+
+def ic_rise(steps: np.ndarray, ic: np.ndarray, pick_in_context: float, top: float = 0.9
+            ) -> list[int] | None:
+    """``[start, end]`` of IC accuracy's rise out of the slow phase: ``end`` is the first
+    evaluation at ``top`` or above, ``start`` the last one before it still at most
+    1/(N/B) + 0.05 (``None`` if IC accuracy never reaches ``top``)."""
+    reached = np.flatnonzero(ic >= top)
+    if reached.size == 0:
+        return None
+    end = int(reached[0])
+    low = np.flatnonzero(ic[:end] <= pick_in_context + 0.05)
+    start = int(low[-1]) if low.size else 0
+    return [int(steps[start]), int(steps[end])]
 
 
 def claims(first: dict, task: BurstyClassification, clamped: bool) -> dict:
     """Reddy's claims for the first seed, tested in numbers (see module docstring); with
     layer 1 clamped there is no slow phase to wait through and ILA1 cannot rise, so only
     the jump is tested."""
-    chance, pick_in_context = 1 / task.n_labels, task.burstiness / task.n_context
+    pick_in_context = task.burstiness / task.n_context
     found = {
-        "ic_jump": claim("IC accuracy ends >= 0.9 after an abrupt rise (final IC accuracy)",
-                         first["ic_accuracy"],
+        "ic_jump": claim("IC accuracy ends >= 0.9 after a rise that the phase rule calls "
+                         "abrupt (final IC accuracy)", first["ic_accuracy"],
                          first["ic_accuracy"] >= 0.9 and first["jump_step"] is not None),
     }
     if first["plateau_ic_accuracy"] is not None and not clamped:
         plateau = first["plateau_ic_accuracy"]
         found["slow_phase"] = claim(
-            f"IC accuracy before the jump has left chance 1/L = {chance:.3f} but stays at "
-            f"most about 1/(N/B) = {pick_in_context:.3f} + 0.1", plateau,
-            chance < plateau <= pick_in_context + 0.1)
+            f"before its rise to 0.9, IC accuracy sits within 0.1 of 1/(N/B) = "
+            f"{pick_in_context:.3f}, the level of picking among the context's labels",
+            plateau, abs(plateau - pick_in_context) <= 0.1)
         rises = min(first["ila1_rise"], first["tila2_rise"])
-        found["induction_head_at_jump"] = claim(
-            "ILA1 (layer 1) and TILA2 (layer 2) both rise by >= 0.2 across the jump "
-            "(smaller rise)", rises, rises >= 0.2)
+        found["induction_head_at_rise"] = claim(
+            "ILA1 (layer 1) and TILA2 (layer 2) both rise by >= 0.2 across IC accuracy's "
+            "rise (smaller rise)", rises, rises >= 0.2)
     return found
 
 
