@@ -53,7 +53,9 @@ class ReddyConfig(Seeds):
     weights allow, a mixed strategy under which the induction head forms gradually and IC
     accuracy creeps instead of jumping (measured in ``docs/recipes/reddy.md``; Reddy's
     own initialisation and B = 2 do the same). At K = 2048 memorising is slow enough that
-    the slow phase and the abrupt jump appear as in the paper.
+    the slow phase and then the induction head's rise appear as in the paper; the phase
+    rule calls the rise abrupt at ``--quick``'s lr 0.05, not at lr 0.01, where the same
+    rise in lr × steps takes five times as many steps.
 
     Attributes:
         task: K = 2048, L = 32, N = 8, D = 63, eps = 0.1, B = 4, p_B = 1, alpha = 0.
