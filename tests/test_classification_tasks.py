@@ -59,9 +59,10 @@ def assert_bursty(e: ClassificationEpisode, burstiness: int) -> None:
     assert query_in_context(e).all()
 
 
-def assert_labels_follow_classes(e: ClassificationEpisode, n_labels: int) -> None:
-    """Labels are (class mod L + task) mod L for every pair and the query."""
-    expected = (all_classes(e) % n_labels + np.asarray(e.task_id)[:, None]) % n_labels
+def assert_labels_follow_classes(e: ClassificationEpisode, task: BurstyClassification) -> None:
+    """Labels are (the class's label + task) mod L for every pair and the query."""
+    base = np.asarray(task.class_labels())[all_classes(e)]
+    expected = (base + np.asarray(e.task_id)[:, None]) % task.n_labels
     np.testing.assert_array_equal(all_labels(e), expected)
 
 
@@ -141,10 +142,26 @@ def test_class_means_are_fixed_by_class_seed(getkey):
 
 
 def test_labels_are_class_mod_n_labels(getkey):
+    np.testing.assert_array_equal(BURSTY.class_labels(), np.arange(64) % 32)
     e = dataclasses.replace(BURSTY, p_bursty=0.5).sample(getkey(), BATCH)
-    assert_labels_follow_classes(e, BURSTY.n_labels)
+    assert_labels_follow_classes(e, BURSTY)
     np.testing.assert_array_equal(e.task_id, 0)
     assert (all_classes(e) < BURSTY.n_classes).all()
+
+
+def test_random_label_map_is_fixed_by_class_seed(getkey):
+    """Minegishi et al.'s map: each class's label uniform over L, so labels hold unequal
+    numbers of classes (some none); K need not be a multiple of L."""
+    task = dataclasses.replace(BURSTY, n_classes=100, label_map="random")
+    labels = np.asarray(task.class_labels())
+    assert labels.shape == (100,) and labels.min() >= 0 and labels.max() < 32
+    np.testing.assert_array_equal(labels, dataclasses.replace(task).class_labels())
+    reseeded = np.asarray(dataclasses.replace(task, class_seed=1).class_labels())
+    assert (labels != reseeded).mean() > 0.8
+    counts = np.bincount(labels, minlength=32)
+    assert counts.min() == 0 and counts.max() >= 5  # Poisson(100 / 32) spread, not 100 / 32 each
+    e = dataclasses.replace(task, p_bursty=0.5).sample(getkey(), BATCH)
+    assert_labels_follow_classes(e, task)
 
 
 @pytest.mark.parametrize("burstiness", [1, 2, 4])
@@ -222,8 +239,9 @@ def test_novel_classes(getkey):
 
 def test_meta_learning_labels_are_task_shifted(getkey):
     task = dataclasses.replace(META, p_bursty=0.5)
+    assert task.label_map == "random"  # the paper's code
     e = task.sample(getkey(), BATCH)
-    assert_labels_follow_classes(e, task.n_labels)
+    assert_labels_follow_classes(e, task.base_task)
     tasks = np.asarray(e.task_id)
     counts = np.bincount(tasks, minlength=3)
     assert counts.size == 3 and chi_square(counts, np.ones(3)) < chi_square_bound(2)
@@ -279,6 +297,8 @@ EVAL_TASKS = [dataclasses.replace(BURSTY, p_bursty=0.75, p_novel=0.25, zipf_alph
 @pytest.mark.parametrize("task", EVAL_TASKS, ids=["bursty", "minegishi"])
 def test_evaluation_sets(getkey, task):
     size, K, L = BATCH, task.n_classes, task.n_labels
+    base_task = getattr(task, "base_task", task)
+    class_label = np.asarray(base_task.class_labels())
     sets = evaluation_sets(task, getkey(), size)
     tasks = [f"task_{tau}" for tau in range(getattr(task, "n_tasks", 0))]
     assert list(sets) == ["in_distribution", "ic", "ic2", "iw", "random_label", *tasks]
@@ -298,29 +318,29 @@ def test_evaluation_sets(getkey, task):
     ic2 = sets["ic2"]  # training classes, labels shifted by one
     assert (all_classes(ic2) < K).all()
     assert_bursty(ic2, task.burstiness)
-    shifted = (all_classes(ic2) % L + np.asarray(ic2.task_id)[:, None] + 1) % L
+    shifted = (class_label[all_classes(ic2)] + np.asarray(ic2.task_id)[:, None] + 1) % L
     np.testing.assert_array_equal(all_labels(ic2), shifted)
 
     iw = sets["iw"]  # no support in context
     assert (all_classes(iw) < K).all()
     assert not query_in_context(iw).any()
-    assert_labels_follow_classes(iw, L)
+    assert_labels_follow_classes(iw, base_task)
     counts = np.bincount(np.asarray(iw.query_class), minlength=K)
     assert counts[0] > counts[K - 1] * 4  # Zipf(1): the queries keep the class distribution
 
     rla = sets["random_label"]  # context labels independent of the classes
     assert (all_classes(rla) < K).all()
-    true = (np.asarray(rla.context_classes) % L + np.asarray(rla.task_id)[:, None]) % L
+    true = (class_label[np.asarray(rla.context_classes)] + np.asarray(rla.task_id)[:, None]) % L
     assert abs((np.asarray(rla.context_labels) == true).mean() - 1 / L) < 0.02
     counts = np.bincount(np.asarray(rla.context_labels).ravel(), minlength=L)
     assert chi_square(counts, np.ones(L)) < chi_square_bound(L - 1)
-    query_true = (np.asarray(rla.query_class) % L + np.asarray(rla.task_id)) % L
+    query_true = (class_label[np.asarray(rla.query_class)] + np.asarray(rla.task_id)) % L
     np.testing.assert_array_equal(rla.query_label, query_true)
 
     for tau, name in enumerate(tasks):
         e = sets[name]
         np.testing.assert_array_equal(e.task_id, tau)
-        assert_labels_follow_classes(e, L)
+        assert_labels_follow_classes(e, base_task)
         # Paired: the in-distribution sequences, relabelled.
         np.testing.assert_array_equal(e.context_x, sets["in_distribution"].context_x)
     if tasks:  # the other sets draw their tasks from the prior
@@ -361,7 +381,7 @@ def test_evaluation_sets_are_a_pure_function_of_the_key(getkey, task):
         (InContextMetaLearning, {"n_tasks": 0}, "n_tasks"),
         (InContextMetaLearning, {"n_tasks": 33}, "n_tasks"),  # more shifts than labels
         (InContextMetaLearning, {"task_zipf_alpha": -0.5}, "task_zipf_alpha"),
-        (InContextMetaLearning, {"n_classes": 48}, "n_classes"),
+        (InContextMetaLearning, {"n_classes": 48, "label_map": "modulo"}, "n_classes"),
         (InContextMetaLearning, {"n_context": 0}, "n_context"),
         (InContextMetaLearning, {"burstiness": 3}, "burstiness"),
         (InContextMetaLearning, {"p_bursty": 2.0}, "p_bursty"),

@@ -10,6 +10,7 @@ from iclab.analysis.phases import (
     Transition,
     find_phases,
     find_transitions,
+    label_bag_accuracy,
     phase2_accuracy,
     summarise_phases,
 )
@@ -153,3 +154,23 @@ def test_phase2_accuracy_matches_minegishi():
     assert phase2_accuracy(5, n_context=4) == 1.0  # K − 1 = N: the context names every class
     with pytest.raises(ValueError):
         phase2_accuracy(4, n_context=4)
+
+
+def test_label_bag_reader_is_at_chance_when_every_label_has_equal_classes():
+    """Reddy's map (class k has label k mod L): each label is equally likely under every
+    shift, so the bag of context labels cannot name the task — exactly 1/T."""
+    assert label_bag_accuracy(np.arange(64) % 32, 32, 3, 4) == pytest.approx(1 / 3, abs=1e-12)
+
+
+def test_label_bag_reader_names_the_task_when_labels_are_uneven():
+    # Every class has label 0: the context's labels are all tau, so the bag names the task.
+    assert label_bag_accuracy(np.zeros(64, int), 32, 3, 4) == 1.0
+    # Classes on even labels only: the bag's parity tells tau = 1 from 0 and 2, which stay
+    # tied unless a label outside {0, 2, ...} + tau shows (never): (1 + 2 · 1/2) / 3.
+    assert label_bag_accuracy(np.arange(64) % 16 * 2, 32, 3, 4) == pytest.approx(2 / 3, abs=0.01)
+    # A random map as in Minegishi et al.'s code (K = 64, L = 32): near their Phase 2's 0.75.
+    random_map = np.random.default_rng(0).integers(0, 32, 64)
+    assert 0.7 <= label_bag_accuracy(random_map, 32, 3, 4) <= 0.9
+    # Weights on a single class: every context label is that class's, shifted — certain.
+    one_class = np.eye(64)[5]
+    assert label_bag_accuracy(np.arange(64) % 32, 32, 3, 4, class_weights=one_class) == 1.0

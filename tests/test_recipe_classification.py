@@ -99,7 +99,8 @@ def test_expected_phase_counts_follow_the_paper(n_tasks, n_classes, phases):
 @pytest.mark.parametrize(("args", "field"), [
     (["--format.n-labels", "16"], "format.n_labels"),
     (["--seeds", "0"], "seeds"),
-    (["--task.n-classes", "65"], "n_classes"),
+    (["--task.n-classes", "65", "--task.label-map", "modulo"], "n_classes"),
+    (["--task.label-map", "shuffled"], "label-map"),
 ])
 def test_bad_options_fail_naming_the_field(args, field, capsys, tmp_path, cli_status):
     """Exit status 2 and the field's name, whether the CLI parser (a nested config's own
@@ -153,19 +154,6 @@ def _quick_run(tmp_path, recipe, steps, *extra):
                  "--train.eval-every", "500", "--train.checkpoint-every", "500",
                  "--no-progress", *extra]) == 0
     return pd.read_parquet(out / "eval_metrics.parquet").iloc[-1]
-
-
-@pytest.mark.slow
-def test_minegishi_phase_one_is_bigram_at_one_over_t(tmp_path):
-    """Minegishi et al.'s Phase 1 (measured at 3–4k quick steps: accuracy 0.34, Bigram 0.96
-    and 0.99, layer-1 Label Attention 0.02): the model knows each class's base label but not
-    the task, so it scores 1/T, and both layers attend to the query itself. Labels shifted
-    wrongly, or the task leaking into the tokens, move the accuracy off 1/3."""
-    final = _quick_run(tmp_path, "minegishi", 4000)
-    assert final.eval_in_distribution_accuracy == pytest.approx(1 / 3, abs=0.05)
-    assert final["eval_in_distribution_L0H0.bigram"] > 0.9
-    assert final["eval_in_distribution_L1H0.bigram"] > 0.8
-    assert final["eval_in_distribution_L0H0.label_attention"] < 0.1
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from iclab.analysis.phases import (
     Transition,
     find_phases,
     find_transitions,
+    label_bag_accuracy,
     phase2_accuracy,
     summarise_phases,
 )
@@ -34,10 +35,11 @@ from iclab.analysis.probes import circuit_probe
 from iclab.analysis.weights import best_scale, relative_error_after_scale
 
 __all__ = [
-    "Phase", "PhaseSummary", "Transition", "best_scale", "bigram", "chunk_example", "circuit_probe",
-    "context_label_accuracy", "find_phases", "find_transitions", "icl_curve", "ila1",
-    "induction_strength", "label_attention", "phase2_accuracy", "prediction_difference",
-    "prefix_matching_score", "previous_token_score", "relative_error_after_scale",
-    "repeated_random_tokens", "sensitivities", "sensitivity_cosine", "sensitivity_difference",
-    "shift_curve", "squared_prediction_difference", "summarise_phases", "tila2", "tla2",
+    "Phase", "PhaseSummary", "Transition", "best_scale", "bigram", "chunk_example",
+    "circuit_probe", "context_label_accuracy", "find_phases", "find_transitions", "icl_curve",
+    "ila1", "induction_strength", "label_attention", "label_bag_accuracy", "phase2_accuracy",
+    "prediction_difference", "prefix_matching_score", "previous_token_score",
+    "relative_error_after_scale", "repeated_random_tokens", "sensitivities",
+    "sensitivity_cosine", "sensitivity_difference", "shift_curve",
+    "squared_prediction_difference", "summarise_phases", "tila2", "tla2",
 ]

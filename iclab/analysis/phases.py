@@ -153,3 +153,39 @@ def phase2_accuracy(n_classes: int, n_context: int = 4) -> float:
         raise ValueError(f"need n_classes - 1 >= n_context; got K={n_classes}, N={n_context}")
     p = 1 - math.comb(n_classes - 2, n_context) / math.comb(n_classes - 1, n_context)
     return p + (1 - p) / 2
+
+
+def label_bag_accuracy(class_labels: Int[ArrayLike, " classes"], n_labels: int, n_tasks: int,
+                       n_context: int, class_weights: Float[ArrayLike, " classes"] | None = None,
+                       n_samples: int = 100_000, seed: int = 0) -> float:
+    """Accuracy of the best reader of the *bag* of context labels in Minegishi et al.'s
+    (2025) task: the ceiling of Phase 2's circuit, where the query attends to the context
+    labels (Label Attention) but no label is bound to its item.
+
+    The reader knows each class's base label (in ``0 … n_labels − 1``) and the query's
+    class, and sees which labels
+    the N context pairs carry but not which item carries which. Under label shift tau a
+    context label is l with probability ``q(l − tau)``, ``q(b)`` the weight of the classes
+    whose base label is b, so it answers the query's label under the most likely tau (ties
+    split evenly). Context classes are i.i.d. draws from ``class_weights`` (uniform by
+    default; the paper's p_B = 0), tasks uniform over T; estimated on ``n_samples``
+    sequences drawn from ``seed``.
+
+    When every label has the same number of classes (class k has label k mod L) q is flat
+    and the reader is at chance, 1/T; a random class → label map, as in the paper's code,
+    leaves some labels with more classes and some with none, and the bag reveals the task.
+    """
+    labels = np.asarray(class_labels)
+    weights = (np.ones(len(labels)) if class_weights is None
+               else np.asarray(class_weights, dtype=float))
+    weights = weights / weights.sum()
+    rng = np.random.default_rng(seed)
+    tasks = rng.integers(n_tasks, size=n_samples)
+    classes = rng.choice(len(labels), size=(n_samples, n_context), p=weights)
+    seen = (labels[classes] + tasks[:, None]) % n_labels
+    with np.errstate(divide="ignore"):
+        log_q = np.log(np.bincount(labels, weights=weights, minlength=n_labels))
+    log_likelihood = np.stack([log_q[(seen - tau) % n_labels].sum(axis=1)
+                               for tau in range(n_tasks)], axis=1)
+    best = log_likelihood == log_likelihood.max(axis=1, keepdims=True)
+    return float(np.mean(best[np.arange(n_samples), tasks] / best.sum(axis=1)))

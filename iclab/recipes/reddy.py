@@ -33,6 +33,7 @@ from iclab.recipes.circuit_study import (
     quick_training,
     recipe_figures,
     smoothed,
+    steepest_gain,
     train_with_circuits,
 )
 from iclab.recipes.registry import Recipe, claim, register
@@ -101,7 +102,8 @@ def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> d
         task, config.format, config.model, config.train, config.seed_list, sets, store,
         resume, progress, config.intervention)
     n_layers, n_heads = config.model.n_layers, config.model.n_heads
-    per_seed = [seed_numbers(evals, seed, task, config.phases) for seed in config.seed_list]
+    per_seed = [seed_numbers(evals, seed, task, config.phases, config.train.lr)
+                for seed in config.seed_list]
     headline = {key: float(np.mean([s[key] for s in per_seed]))
                 for key in ("ic_accuracy", "ic2_accuracy", "iw_accuracy",
                             "in_distribution_accuracy")}
@@ -111,7 +113,8 @@ def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> d
     headline.update({key: first[key] for key in (
         "rise_steps", "steepest_ic_gain_per_100_steps", "plateau_ic_accuracy", "ila1_rise",
         "tila2_rise")})
-    phases = phase_table(evals, config.seed, "ic", n_layers, n_heads, config.phases)
+    phases = phase_table(evals, config.seed, "ic", n_layers, n_heads, config.phases,
+                         config.train.lr)
     return {"description": __doc__.strip().splitlines()[0], "headline": headline,
             "model_size": circuit_model_size(config.model, config.format, task),
             "phases": phases, "per_seed": per_seed,
@@ -119,7 +122,7 @@ def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> d
 
 
 def seed_numbers(evals: pd.DataFrame, seed: int, task: BurstyClassification,
-                 rule: PhaseRule) -> dict:
+                 rule: PhaseRule, lr: float) -> dict:
     """Final accuracies, IC accuracy's rise out of the slow phase, whether that rise is
     abrupt, and how much ILA1 (layer 1) and TILA2 (layer 2) rose across it, for one seed.
 
@@ -135,11 +138,11 @@ def seed_numbers(evals: pd.DataFrame, seed: int, task: BurstyClassification,
     ic = smoothed(rows.eval_ic_accuracy.to_numpy(), rule.smoothing)
     rise = ic_rise(steps, ic, pick_in_context)
     numbers = {"seed": seed,
-               "jump_step": jump_step(evals, seed, "eval_ic_accuracy", rule,
+               "jump_step": jump_step(evals, seed, "eval_ic_accuracy", rule, lr,
                                       above=pick_in_context + 0.1),
                "rise_steps": rise,
-               "steepest_ic_gain_per_100_steps": float(
-                   np.max(np.diff(ic) / np.diff(steps) * 100, initial=0.0)),
+               "steepest_ic_gain_per_100_steps": steepest_gain(steps, ic, int(steps[0]),
+                                                                int(steps[-1])),
                **{f"{name}_accuracy": float(final[f"eval_{name}_accuracy"])
                   for name in EVAL_SETS}}
     if rise is None:

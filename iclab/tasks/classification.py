@@ -1,11 +1,13 @@
 """In-context classification: Reddy's (2023) bursty Gaussian-cluster sequences and
 Minegishi et al.'s (2025) label-shift tasks on top of them.
 
-K classes have fixed means ``mu_k ~ N(0, I_D / D)``; an item of class k is
-``x = (mu_k + eps·z) / sqrt(1 + eps²)`` with ``z ~ N(0, I_D / D)`` fresh per item, so
-``E|x|² = 1``; class k has label ``k mod L``. A sequence holds N (item, label) pairs and a
-query item whose label is the target. Bursty sequences (Chan et al. 2022; Reddy 2023)
-repeat a few classes, which makes the query's label readable from the context; i.i.d.
+K classes have fixed means ``mu_k ~ N(0, I_D / D)``; an item of class k is ``x = (mu_k +
+eps·z) / sqrt(1 + eps²)`` with ``z ~ N(0, I_D / D)`` fresh per item, so ``E|x|² = 1``. Class
+k has label ``k mod L`` (Reddy's code: every label has K / L classes) or, with
+``label_map="random"``, a fixed label drawn uniformly from the L (Minegishi et al.'s code:
+labels then have unequal numbers of classes, some none). A sequence holds N (item, label)
+pairs and a query item whose label is the target. Bursty sequences (Chan et al. 2022; Reddy
+2023) repeat a few classes, which makes the query's label readable from the context; i.i.d.
 sequences from a Zipf class distribution reward memorising the class → label map instead.
 
 Class ids: training classes are ``0 … K−1``. A novel class (fresh mean, random label) is
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -24,6 +27,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Int32, PRNGKeyArray
 
 from iclab.config import require
+
+LabelMap = Literal["modulo", "random"]
 
 
 class ClassificationEpisode(eqx.Module):
@@ -52,8 +57,9 @@ class BurstyClassification:
     """Reddy's (2023) in-context classification distribution (after Chan et al. 2022).
 
     Attributes:
-        n_classes: number of training classes K (a multiple of ``n_labels``).
-        n_labels: number of labels L; class k has label k mod L.
+        n_classes: number of training classes K (a multiple of ``n_labels`` for the
+            "modulo" label map).
+        n_labels: number of labels L.
         n_context: context pairs N per sequence (one query follows them).
         dim: item dimension D.
         within_class_noise: eps in ``x = (mu_k + eps·z) / sqrt(1 + eps²)``.
@@ -64,7 +70,11 @@ class BurstyClassification:
             classes with labels drawn uniformly from the L labels (solvable only in context).
         zipf_alpha: exponent of the class distribution ``p(k) ∝ (k + 1)^−alpha`` (0 is
             uniform); the bursty classes are drawn from it without replacement.
-        class_seed: seed of the fixed class means (see :meth:`class_means`).
+        class_seed: seed of the fixed class means and labels (see :meth:`class_means`,
+            :meth:`class_labels`).
+        label_map: "modulo": class k has label k mod L (Reddy 2023); "random": each class
+            has a label drawn uniformly from the L (Minegishi et al. 2025), fixed by
+            ``class_seed``.
     """
 
     n_classes: int = 512
@@ -77,9 +87,22 @@ class BurstyClassification:
     p_novel: float = 0.0
     zipf_alpha: float = 0.0
     class_seed: int = 0
+    label_map: LabelMap = "modulo"
 
     def __post_init__(self) -> None:
         _check_shared_fields(self)
+
+    def class_labels(self) -> Int32[Array, " classes"]:
+        """The K classes' fixed labels (see ``label_map``), a function of ``class_seed``."""
+        if self.label_map == "modulo":
+            return jnp.arange(self.n_classes, dtype=jnp.int32) % self.n_labels
+        key = jax.random.fold_in(jax.random.key(self.class_seed), 1)
+        return jax.random.randint(key, (self.n_classes,), 0, self.n_labels, jnp.int32)
+
+    def class_probabilities(self) -> Float[Array, " classes"]:
+        """The Zipf class distribution ``p(k) ∝ (k + 1)^−alpha`` of i.i.d. sequences."""
+        zipf = _zipf_weights(self.n_classes, self.zipf_alpha)
+        return zipf / zipf.sum()
 
     def class_means(self) -> Float[Array, "classes d"]:
         """The K fixed class means ``mu_k ~ N(0, I_D / D)``, a function of ``class_seed``."""
@@ -119,13 +142,17 @@ class InContextMetaLearning:
 
     Reddy's sequences (see :class:`BurstyClassification`, whose fields these share) with
     one of T tasks per sequence, hidden from the model: under task tau every label of the
-    sequence, context and query, is ``(base_label + tau) mod L``, base_label = class mod L
-    (random for novel classes). With the paper's p_B = 0 the query class is drawn from all
-    K classes, so the context mostly serves to identify the task.
+    sequence, context and query, is ``(base_label + tau) mod L``, base_label the class's
+    label under ``label_map`` (random for novel classes). With the paper's p_B = 0 the query
+    class is drawn from all K classes, so the context mostly serves to identify the task.
 
     Attributes:
         n_tasks: number of label-shift tasks T (at most ``n_labels``, so shifts differ).
         task_zipf_alpha: exponent of the task prior ``p(tau) ∝ (tau + 1)^−alpha``.
+        label_map: "random" by default, as in the paper's code. With every label holding
+            K / L classes ("modulo") the bag of context labels says nothing about the task,
+            so Phase 2's label-attention reader is stuck at 1/T (see
+            ``docs/recipes/minegishi.md``).
         The others: as in :class:`BurstyClassification`.
     """
 
@@ -141,6 +168,7 @@ class InContextMetaLearning:
     p_novel: float = 0.0
     zipf_alpha: float = 0.0
     class_seed: int = 0
+    label_map: LabelMap = "random"
 
     def __post_init__(self) -> None:
         require(self.n_tasks >= 1, "task.n_tasks", self.n_tasks, "must be an integer >= 1")
@@ -233,8 +261,11 @@ def _check_shared_fields(task: BurstyClassification | InContextMetaLearning) -> 
     require(task.n_labels >= 1, "task.n_labels", task.n_labels, "must be an integer >= 1")
     require(task.n_classes >= 2, "task.n_classes", task.n_classes,
             "must be an integer >= 2 (the iw set draws its context from the other classes)")
-    require(task.n_classes % task.n_labels == 0, "task.n_classes", task.n_classes,
-            f"must be a multiple of n_labels={task.n_labels} (class k has label k mod L)")
+    require(task.label_map in ("modulo", "random"), "task.label_map", task.label_map,
+            "must be 'modulo' or 'random'")
+    require(task.label_map == "random" or task.n_classes % task.n_labels == 0,
+            "task.n_classes", task.n_classes, f"must be a multiple of n_labels="
+            f"{task.n_labels} for label_map='modulo' (class k has label k mod L)")
     require(task.n_context >= 1, "task.n_context", task.n_context, "must be an integer >= 1")
     require(task.dim >= 1, "task.dim", task.dim, "must be an integer >= 1")
     require(task.within_class_noise >= 0, "task.within_class_noise", task.within_class_noise,
@@ -297,9 +328,9 @@ def _episode(task: BurstyClassification, key: PRNGKeyArray, classes: Int[Array, 
     is_novel = classes >= task.n_classes
     slot = jnp.where(is_novel, classes - task.n_classes, 0)
     rows = jnp.arange(batch_size)[:, None]
-    means = jnp.where(is_novel[..., None], novel_means[rows, slot],
-                      task.class_means()[jnp.minimum(classes, task.n_classes - 1)])
-    labels = jnp.where(is_novel, novel_labels[rows, slot], classes % task.n_labels)
+    trained = jnp.minimum(classes, task.n_classes - 1)  # in range; novel rows are masked
+    means = jnp.where(is_novel[..., None], novel_means[rows, slot], task.class_means()[trained])
+    labels = jnp.where(is_novel, novel_labels[rows, slot], task.class_labels()[trained])
     eps = task.within_class_noise
     x = (means + eps * noise) / math.sqrt(1 + eps**2)
     classes = classes.astype(jnp.int32)
