@@ -90,10 +90,12 @@ def test_quick_presets_change_only_speed_settings():
     assert default_config("von-oswald", quick=True) == default_config("von-oswald")
 
 
-@pytest.mark.parametrize(("n_tasks", "n_classes", "phases"),
-                         [(3, 64, 3), (1, 64, 2), (3, 32, 2), (3, 128, 2)])
-def test_expected_phase_counts_follow_the_paper(n_tasks, n_classes, phases):
-    assert expected_phases(InContextMetaLearning(n_tasks=n_tasks, n_classes=n_classes)) == phases
+@pytest.mark.parametrize(("n_tasks", "n_classes", "n_heads", "phases"),
+                         [(3, 64, 1, 3), (1, 64, 1, 2), (3, 32, 1, 2), (3, 128, 1, 2),
+                          (3, 64, 2, 2)])
+def test_expected_phase_counts_follow_the_paper(n_tasks, n_classes, n_heads, phases):
+    task = InContextMetaLearning(n_tasks=n_tasks, n_classes=n_classes)
+    assert expected_phases(task, n_heads) == phases
 
 
 @pytest.mark.parametrize(("args", "field"), [

@@ -54,7 +54,7 @@ def quick_training(steps: int) -> TrainConfig:
 
 CIRCUIT_METRICS = ("bigram", "label_attention", "chunk_example", "tila2")
 CIRCUIT_CHANGE = 0.1
-"""The least growth of a circuit metric (attention mass, in [0, 1]) since the first phase
+"""The least growth of a circuit metric (attention mass, in [0, 1]) since the previous phase
 that counts as the layer taking up that circuit."""
 
 
@@ -234,20 +234,22 @@ def steepest_gain(steps: np.ndarray, values: np.ndarray, start: int, end: int) -
 
 def with_rising(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each phase with its ``rising`` circuit per layer: the metric (TILA2 aside) whose
-    phase mean grew most since the table's first phase, if it grew by at least
-    ``CIRCUIT_CHANGE``; otherwise the layer kept its circuit and the dominant one stands (as
-    it does for the first phase). Call again after dropping leading phases, so the
-    reference is the new first phase."""
+    phase mean grew most since the previous phase, if it grew by at least
+    ``CIRCUIT_CHANGE``; otherwise the layer kept the circuit it had (the previous phase's
+    ``rising``; the first phase's is its dominant one). Call again after dropping leading
+    phases, so the first phase is the new first."""
     names = [name for name in CIRCUIT_METRICS if name != "tila2"]
-    first = table[0]["circuits"] if table else {}
-    out = []
-    for index, phase in enumerate(table):
+    out: list[dict[str, Any]] = []
+    for phase in table:
         rising = list(phase["dominant"])
-        for layer, (key, circuits) in enumerate(phase["circuits"].items()):
-            growth = {name: circuits[name] - first[key][name] for name in names}
-            grown = max(names, key=growth.__getitem__)
-            if index and growth[grown] >= CIRCUIT_CHANGE:
-                rising[layer] = grown
+        if out:
+            before = out[-1]
+            for layer, (key, circuits) in enumerate(phase["circuits"].items()):
+                growth = {name: circuits[name] - before["circuits"][key][name]
+                          for name in names}
+                grown = max(names, key=growth.__getitem__)
+                rising[layer] = (grown if growth[grown] >= CIRCUIT_CHANGE
+                                 else before["rising"][layer])
         out.append({**phase, "rising": rising})
     return out
 
