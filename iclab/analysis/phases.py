@@ -163,13 +163,12 @@ def label_bag_accuracy(class_labels: Int[ArrayLike, " classes"], n_labels: int, 
     labels (Label Attention) but no label is bound to its item.
 
     The reader knows each class's base label (in ``0 … n_labels − 1``) and the query's
-    class, and sees which labels
-    the N context pairs carry but not which item carries which. Under label shift tau a
-    context label is l with probability ``q(l − tau)``, ``q(b)`` the weight of the classes
-    whose base label is b, so it answers the query's label under the most likely tau (ties
-    split evenly). Context classes are i.i.d. draws from ``class_weights`` (uniform by
-    default; the paper's p_B = 0), tasks uniform over T; estimated on ``n_samples``
-    sequences drawn from ``seed``.
+    class, and sees which labels the N context pairs carry but not which item carries which.
+    Under label shift tau a context label is l with probability ``q(l − tau)``, ``q(b)`` the
+    weight of the classes whose base label is b, so it answers the query's label under the
+    most likely tau (ties split evenly). Context classes are i.i.d. draws from
+    ``class_weights`` (uniform by default; the paper's p_B = 0), tasks uniform over T;
+    estimated on ``n_samples`` sequences drawn from ``seed``.
 
     When every label has the same number of classes (class k has label k mod L) q is flat
     and the reader is at chance, 1/T; a random class → label map, as in the paper's code,

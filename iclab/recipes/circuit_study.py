@@ -185,14 +185,13 @@ def phase_table(evals: pd.DataFrame, seed: int, set_name: str, n_layers: int, n_
     Each entry: ``start_step``, ``end_step``, ``accuracy`` (median over the phase), and per
     layer the mean of each circuit metric (the head with the largest value, for several
     heads), the ``dominant`` metric (largest mean), the ``rising`` one (see
-    :func:`with_rising`), and ``steepest_gain_per_100_steps``, the steepest rise between
-    the previous phase's end and this one's start (the first: from the first evaluation)
-    — Minegishi et
-    al.'s reading (Phase 1: Bigram in both layers; Phase 2: Label Attention / Bigram;
-    Phase 3: Chunk Example / Label Attention). Both readings are needed: the metrics are
-    read on different rows (Bigram and Label Attention on the query, Chunk Example on the
-    labels), so a layer can keep its query's Bigram near 1 while its labels learn Chunk
-    Example. TILA2 is left out of both votes: it is a part of Label Attention.
+    :func:`with_rising`), and ``steepest_gain_per_100_steps``, the steepest rise between the
+    previous phase's end and this one's start (the first: from the first evaluation). The
+    circuit readings are Minegishi et al.'s (Phase 1: Bigram in both layers; Phase 2: Label
+    Attention / Bigram; Phase 3: Chunk Example / Label Attention). Both readings are needed:
+    the metrics are read on different rows (Bigram and Label Attention on the query, Chunk
+    Example on the labels), so a layer can keep its query's Bigram near 1 while its labels
+    learn Chunk Example. TILA2 is left out of both votes: it is a part of Label Attention.
     """
     rows = evals[evals.seed == seed].sort_values("step")
     steps = rows.step.to_numpy()

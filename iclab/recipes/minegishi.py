@@ -13,8 +13,8 @@ Phase 2's level is that of the best reader of the bag of context labels
 (:func:`~iclab.analysis.label_bag_accuracy`, the summary's ``label_bag_accuracy``): the
 paper's code gives each class a random label, so some labels have more classes than others
 and the labels in context hint at the task — 0.83 for the default map, 0.92, 0.65, 0.53
-for K = 32, 128, 256, which is why K = 32 runs Phases 2 and 3 together and K ≥ 128 barely
-lifts Phase 2 above Phase 1. With Reddy's map (``--task.label-map modulo``: every label
+for K = 32, 128, 256, which is why K = 32 skips Phase 1 and K ≥ 128 barely lifts Phase 2
+above Phase 1. With Reddy's map (``--task.label-map modulo``: every label
 has K / L classes) the bag says nothing and Phase 2 cannot exist.
 """
 
