@@ -71,6 +71,8 @@ def test_phase_table_finds_plateaus_and_each_layers_dominant_circuit():
     assert table[0]["dominant"] == ["bigram", "bigram"]
     assert table[1]["dominant"] == ["label_attention", "bigram"]
     assert table[1]["rising"] == ["label_attention", "bigram"]  # layer 2 changes nothing
+    # Nothing changes in Phase 3's circuits: each layer keeps the circuit it took up.
+    assert table[2]["rising"] == ["label_attention", "bigram"]
     assert table[0]["rising"] == table[0]["dominant"]
     assert table[1]["circuits"]["layer_0"]["label_attention"] == pytest.approx(0.8, abs=0.05)
     # The rise into Phase 2 gains 0.42 between evaluations 50 steps apart: 0.83 per 100.

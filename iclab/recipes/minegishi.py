@@ -13,9 +13,10 @@ Phase 2's level is that of the best reader of the bag of context labels
 (:func:`~iclab.analysis.label_bag_accuracy`, the summary's ``label_bag_accuracy``): the
 paper's code gives each class a random label, so some labels have more classes than others
 and the labels in context hint at the task — 0.83 for the default map, 0.92, 0.65, 0.53
-for K = 32, 128, 256, which is why K = 32 skips Phase 1 and K ≥ 128 barely lifts Phase 2
-above Phase 1. With Reddy's map (``--task.label-map modulo``: every label
-has K / L classes) the bag says nothing and Phase 2 cannot exist.
+for K = 32, 128, 256, which is why K = 32 skips Phase 1 and, at K ≥ 128, Phase 2 lies
+lower and is reached by a slow climb rather than a jump (measured at K = 128). With Reddy's
+map (``--task.label-map modulo``: every label has K / L classes) the bag says nothing and
+Phase 2 cannot exist.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def quick() -> MinegishiConfig:
     return MinegishiConfig(train=quick_training(30_000))
 
 
-def expected_phases(task: InContextMetaLearning, n_heads: int = 1) -> int:
+def expected_phases(task: InContextMetaLearning, n_heads: int) -> int:
     """The paper's count of plateaus: one jump for T = 1, a skipped phase for K ≤ 32 (no
     Phase 1) and K ≥ 128 (no Phase 2), and with several heads a smooth rise from Phase 1
     to the end (no Phase-2 plateau); three otherwise."""
