@@ -13,11 +13,9 @@ import types
 import typing
 from typing import Any, TypeVar
 
+from iclab.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config field holds a value outside its allowed range."""
 
 
 def require(ok: bool, field: str, value: Any, allowed: str) -> None:

@@ -22,10 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class DatasetError(ValueError):
-    """A dataset file is missing or does not hold what its format promises."""
-
+from iclab.errors import DatasetError
 
 #: IDX element type code -> big-endian numpy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {

@@ -17,11 +17,9 @@ from typing import Any, TypeVar
 import jax
 import numpy as np
 
+from iclab.errors import CheckpointError
+
 T = TypeVar("T")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, malformed, or does not fit the run's config."""
 
 
 def save_checkpoint(path: Path, tree: Any, metadata: dict[str, Any]) -> None:
