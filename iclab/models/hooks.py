@@ -7,7 +7,8 @@ the sites asked for and applies interventions; with ``hooks=None`` a model runs 
 An intervention is data, not code (Singh et al. 2024's "optogenetics"): a ``(values, mask)``
 pair applied as ``where(mask, values, activation)``. Both broadcast against the unbatched
 activation, so one intervention serves evaluation and training alike, inside ``jit`` and
-``vmap``.
+``vmap``. :func:`~iclab.models.cache.run_with_cache` runs any batch of sequences and
+returns an :class:`~iclab.models.cache.ActivationCache`.
 
 Site vocabulary (unbatched shapes; h heads, s sequence, k key size):
 

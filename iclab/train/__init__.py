@@ -11,10 +11,11 @@ from iclab.train.engine import (
     fit,
     load_eval_arrays,
 )
+from iclab.train.loggers import MetricLogger, TensorBoardLogger, make_logger
 from iclab.train.optim import make_optimizer
 
 __all__ = [
-    "CheckpointError", "NonFiniteLossError", "Probe", "TrainConfig", "TrainState", "Trainer",
-    "episode_metrics", "fit", "load_checkpoint", "load_eval_arrays", "make_optimizer",
-    "save_checkpoint",
+    "CheckpointError", "MetricLogger", "NonFiniteLossError", "Probe", "TensorBoardLogger",
+    "TrainConfig", "TrainState", "Trainer", "episode_metrics", "fit", "load_checkpoint",
+    "load_eval_arrays", "make_logger", "make_optimizer", "save_checkpoint",
 ]

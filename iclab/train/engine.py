@@ -32,6 +32,7 @@ from iclab.models.hooks import Intervention
 from iclab.tasks.base import Task
 from iclab.train.checkpoint import load_checkpoint, save_checkpoint
 from iclab.train.config import TrainConfig
+from iclab.train.loggers import MetricLogger, log_evaluation
 from iclab.train.optim import make_optimizer
 
 ModelFactory = Callable[[PRNGKeyArray], eqx.Module]
@@ -147,7 +148,8 @@ class Trainer:
 
 def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
         out_dir: Path | str | None = None, resume: bool = False, progress: bool = True,
-        description: str = "training", initial_params: Any = None
+        description: str = "training", initial_params: Any = None, *,
+        logger: MetricLogger | None = None
         ) -> tuple[TrainState, pd.DataFrame, pd.DataFrame]:
     """Train ``seeds`` to ``config.steps``; return the final state and the metric tables.
 
@@ -161,7 +163,9 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
     the run with :class:`NonFiniteLossError` after saving the last good state.
     ``description`` labels the progress bar. ``initial_params`` start training from given
     parameters (see :meth:`Trainer.init`) instead of each seed's initialisation, e.g. for
-    a curriculum; a resumed run restores its own.
+    a curriculum; a resumed run restores its own. ``logger`` (see
+    :mod:`iclab.train.loggers`) receives every evaluation's scalars and the mean training
+    metrics of the chunk before it, per seed, as they are computed; the caller closes it.
     """
     config = trainer.config
     if out_dir is not None:
@@ -181,6 +185,8 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
         frame, step_arrays = _eval_frame(trainer, state, eval_episodes, seeds, step)
         eval_rows.append(frame)
         arrays.append(step_arrays)
+        if logger is not None:  # past step 0, train_rows[-1] is the chunk just trained
+            log_evaluation(logger, frame, train_rows[-1] if step > 0 else None)
 
     if step == 0:
         evaluate()
