@@ -10,15 +10,12 @@ import pytest
 from iclab.algorithms import (
     GDPlusPlus,
     GradientDescent,
-    Learner,
     Ridge,
-    ZeroPredictor,
     bayes_posterior_mean,
     log_grid_search,
-    predict,
-    query_loss,
     tune_gd,
 )
+from iclab.learners import Learner, ZeroPredictor, predict, query_loss
 from iclab.tasks import LinearRegression, RegressionEpisode
 
 DIM, N_CONTEXT = 4, 6

@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iclab.algorithms import GDPlusPlus, GradientDescent, ModelLearner, predict
+from iclab.algorithms import GDPlusPlus, GradientDescent
 from iclab.formats import InterleavedTokens, PairTokens
+from iclab.learners import ModelLearner, predict
 from iclab.models import (
     LSAConfig,
     MultiHeadAttention,

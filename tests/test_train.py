@@ -18,8 +18,9 @@ import optax
 import pandas as pd
 import pytest
 
-from iclab.algorithms import ModelLearner, ZeroPredictor, query_loss, tune_gd
+from iclab.algorithms import tune_gd
 from iclab.formats import InterleavedTokens, PairTokens
+from iclab.learners import ModelLearner, ZeroPredictor, query_loss
 from iclab.models import LSAConfig, TransformerConfig, clamp
 from iclab.tasks import LinearRegression
 from iclab.train import (

@@ -106,7 +106,7 @@ class RecurrentModel(eqx.Module):
     def outputs_at(self, tokens: Float[Array, "seq d_in"], positions: slice
                    ) -> Float[Array, "rows d_out"]:
         """``self(tokens)[positions]``: the cells still scan every position, the read-out
-        runs on ``positions`` alone (see :class:`~iclab.algorithms.ComputesRows`); hook
+        runs on ``positions`` alone (see :class:`~iclab.learners.ComputesRows`); hook
         sites exist only in ``__call__``."""
         return jax.vmap(self.read_out)(self._hidden(tokens, None)[positions])
 

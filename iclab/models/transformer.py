@@ -154,7 +154,7 @@ class Transformer(eqx.Module):
         """``self(tokens)[positions]``: the last block attends from ``positions`` only and the
         read-out runs on those rows alone (the classifier head of Reddy and Minegishi reads
         just the query). Training and evaluation use it through
-        :class:`~iclab.algorithms.ModelLearner`; hook sites exist only in ``__call__``."""
+        :class:`~iclab.learners.ModelLearner`; hook sites exist only in ``__call__``."""
         x, mask = self._embed(tokens)
         for layer, block in enumerate(self.blocks[:-1]):
             x = block(x, mask, layer, None)

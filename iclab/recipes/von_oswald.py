@@ -17,16 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from iclab.algorithms import (
-    GDPlusPlus,
-    Learner,
-    ModelLearner,
-    Ridge,
-    ZeroPredictor,
-    query_loss,
-    tune_gd,
-    tune_gd_plus_plus,
-)
+from iclab.algorithms import GDPlusPlus, Ridge, tune_gd, tune_gd_plus_plus
 from iclab.analysis import (
     icl_curve,
     prediction_difference,
@@ -38,6 +29,7 @@ from iclab.analysis import (
 )
 from iclab.config import Seeds, require
 from iclab.formats import PairTokens
+from iclab.learners import Learner, ModelLearner, ZeroPredictor, query_loss
 from iclab.models import LinearSelfAttention, LSAConfig, gd_construction, model_size
 from iclab.plotting import COLORS, save, subplots
 from iclab.recipes.registry import Recipe, claim, register

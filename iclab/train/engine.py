@@ -26,8 +26,8 @@ import pandas as pd
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
-from iclab.algorithms.learner import ModelLearner
 from iclab.formats.regression import Format
+from iclab.learners import ModelLearner
 from iclab.models.hooks import Intervention
 from iclab.tasks.base import Task
 from iclab.train.checkpoint import load_checkpoint, save_checkpoint
