@@ -93,7 +93,7 @@ def test_gd_construction_float32_gd_plus_plus(getkey):
 def _lsa(key, n_layers=2, n_heads=2, mask="context"):
     # init_scale 1 so that attention changes the tokens by O(1).
     config = LSAConfig(n_layers=n_layers, n_heads=n_heads, mask=mask, init_scale=1.0)
-    return config.build(DIM + 1, key=key)
+    return config.build(DIM + 1, DIM + 1, key=key)
 
 
 def test_capture_pattern_shape_and_context_mask(getkey):
@@ -371,7 +371,7 @@ def test_construction_products(getkey):
 def test_lsa_outputs_at_equals_full_forward(getkey, config):
     """The row-restricted forward pass that training uses equals the hooked full pass."""
     with jax.enable_x64(True):
-        model = config.build(DIM + 1, key=getkey())
+        model = config.build(DIM + 1, DIM + 1, key=getkey())
         tokens = jax.random.normal(getkey(), (N_CONTEXT + 1, DIM + 1))
         full = np.asarray(model(tokens))
         assert np.abs(full - np.asarray(tokens)).max() > 1e-6  # attention did something

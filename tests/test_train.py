@@ -268,7 +268,7 @@ CONFIG = TrainConfig(steps=60, batch_size=64, eval_every=20, checkpoint_every=20
 
 
 def _build_lsa(key):
-    return LSAConfig().build(TASK.dim + 1, key=key)
+    return LSAConfig().build(TASK.dim + 1, TASK.dim + 1, key=key)
 
 
 @pytest.fixture(scope="module")
@@ -438,7 +438,7 @@ def test_lsa_learns_one_gd_step():
     assert 0.40 < zero < 0.435
     assert 0.195 < gd < 0.215
 
-    trainer = Trainer(task, PairTokens(), lambda key: LSAConfig().build(11, key=key), config)
+    trainer = Trainer(task, PairTokens(), lambda key: LSAConfig().build(11, 11, key=key), config)
     _, _, evals = fit(trainer, [0, 1, 2, 3], episodes, progress=False)
     final = evals[evals.step == config.steps].eval_loss.to_numpy()
     closed = (zero - final) / (zero - gd)

@@ -1,6 +1,7 @@
 """Sequence models (Equinox modules) sharing one forward signature with named hook sites."""
 
 from iclab.models.attention import MultiHeadAttention, attention_mask
+from iclab.models.base import ModelConfig
 from iclab.models.hooks import Hooks, Intervention, ablate_head, clamp, run_with_hooks
 from iclab.models.label_embedding import LearnedLabels
 from iclab.models.lsa import LinearSelfAttention, LSAConfig, gd_construction
@@ -10,7 +11,7 @@ from iclab.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "Hooks", "Intervention", "LSAConfig", "LearnedLabels", "LinearSelfAttention",
-    "MultiHeadAttention", "RecurrentConfig", "RecurrentModel", "Transformer",
+    "ModelConfig", "MultiHeadAttention", "RecurrentConfig", "RecurrentModel", "Transformer",
     "TransformerConfig", "ablate_head", "attention_mask", "carried_floats", "clamp",
     "gd_construction", "model_size", "parameter_count", "run_with_hooks", "state_size",
 ]

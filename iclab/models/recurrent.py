@@ -49,16 +49,16 @@ class RecurrentConfig:
     """Shape and options of a :class:`RecurrentModel`.
 
     Attributes:
-        cell: "lstm" (Hochreiter & Schmidhuber 1997, as in ``eqx.nn.LSTMCell``) or "gru"
-            (Cho et al. 2014, ``eqx.nn.GRUCell``).
+        cell: "lstm" (Hochreiter & Schmidhuber 1997, as in eqx.nn.LSTMCell) or "gru"
+            (Cho et al. 2014, eqx.nn.GRUCell).
         hidden_size: hidden units H per layer.
         n_layers: stacked cells; layer l + 1 reads layer l's hidden state at each step.
-        read_in: a linear read-in from the token width to ``hidden_size`` (the transformer's
-            read-in, and its ``read_in.out`` site); without it the first cell reads the
+        read_in: a linear read-in from the token width to hidden_size (the transformer's
+            read-in, and its read_in.out site); without it the first cell reads the
             tokens as they are, at any width. The read-in adds no expressivity before a
             cell's own input matrix; it only keeps the layout of the transformers.
         head: "linear" read-out, or "mlp": a ReLU MLP with two hidden layers of width
-            ``hidden_size`` (as the transformer's "mlp" head).
+            hidden_size (as the transformer's "mlp" head).
     """
 
     cell: Literal["lstm", "gru"] = "lstm"

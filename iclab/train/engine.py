@@ -145,7 +145,7 @@ class Trainer:
         return metrics
 
 
-def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
+def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
         out_dir: Path | str | None = None, resume: bool = False, progress: bool = True,
         description: str = "training", initial_params: Any = None
         ) -> tuple[TrainState, pd.DataFrame, pd.DataFrame]:
