@@ -56,10 +56,10 @@ class KirschConfig(Seeds):
         train: Adam; train.steps per pool size.
         warmup: meta-train first on unlimited tasks of an easier dataset (once; every pool
             size starts from the result), the curriculum that crosses the loss plateau on
-            a CPU budget (see Warmup).
+            a CPU budget.
         datasets: unseen datasets the largest pool's learner is tested on, each projected to
-            task.input_dim (names of iclab.data.builtin_datasets; not the
-            warm-up dataset, which the learner has seen).
+            task.input_dim (built-in dataset names; not the warm-up dataset, which the
+            learner has seen).
         knn_k: neighbours of the k-NN baseline.
         eval_seed: seed of the fixed evaluation sets (sequences of the test split).
     """

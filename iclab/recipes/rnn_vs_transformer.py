@@ -53,20 +53,15 @@ class RnnVsTransformerConfig(Seeds):
     Attributes:
         gpicl: the GPICL task (kirsch's largest pool: 2^16 MNIST tasks, 30 examples).
         gpicl_train: training of every model on gpicl.
-        warmup: each model's warm-up on an easier dataset before gpicl (see
-            Warmup).
+        warmup: each model's warm-up on an easier dataset before gpicl.
         tasks: which comparisons to run: "gpicl", "bursty" or both.
-        bursty: Reddy's bursty classification task (K = 512, B = 4, p_B = 1). Within
-            bursty_train's 4000 Adam steps no model forms an induction head: the
-            transformer memorises the classes (see the recipe's docs).
+        bursty: Reddy's bursty classification task (K = 512, B = 4, p_B = 1).
         bursty_format: its tokens (item + position code, fixed random label vectors).
         bursty_train: training of every model on bursty.
         transformer: the transformer both comparisons start from.
         cells: recurrent cells to compare.
         max_hidden: the largest recurrent hidden size trained (a state-size match beyond it
-            is capped, and marked so in the summary). 256 keeps the default run within
-            tens of minutes on a 2-core CPU: an LSTM step costs ~hidden², and hidden 512
-            trains at ~4 steps/s there; the full match (3840) is for a GPU.
+            is capped, and marked so in the summary); the full match (3840) is for a GPU.
         eval_seed: seed of the fixed evaluation sets.
     """
 
