@@ -16,7 +16,9 @@ from iclab.formats import InterleavedTokens, PairTokens
 from iclab.learners import ModelLearner, predict
 from iclab.models import (
     LSAConfig,
+    ModelConfig,
     MultiHeadAttention,
+    RecurrentConfig,
     TransformerConfig,
     ablate_head,
     attention_mask,
@@ -399,3 +401,21 @@ def test_transformer_outputs_at_equals_full_forward(getkey, config):
         for rows in (slice(-1, None), slice(None), slice(2, 5)):
             np.testing.assert_allclose(model.outputs_at(tokens, rows), full[rows],
                                        rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("config", [LSAConfig(), TransformerConfig(d_model=8),
+                                    RecurrentConfig(hidden_size=8)])
+def test_every_model_config_builds_from_d_in_and_d_out(config):
+    """One contract: ``build(d_in, d_out, *, key)`` maps (seq, d_in) to (seq, d_out)."""
+    assert isinstance(config, ModelConfig)
+    d_in = DIM + 1
+    d_out = d_in if isinstance(config, LSAConfig) else 3
+    model = eqx.filter_eval_shape(config.build, d_in, d_out, key=jax.random.key(0))
+    out = eqx.filter_eval_shape(lambda m, x: m(x), model,
+                                jax.ShapeDtypeStruct((N_CONTEXT + 1, d_in), jnp.float32))
+    assert out.shape == (N_CONTEXT + 1, d_out)
+
+
+def test_lsa_outputs_its_residual_stream_so_d_out_equals_d_in():
+    with pytest.raises(ValueError, match="d_out=1 must equal d_in"):
+        LSAConfig().build(DIM + 1, 1, key=jax.random.key(0))
