@@ -1,6 +1,6 @@
 """Training throughput of the Minegishi et al. (2025) setting, end to end, against a floor.
 
-The recipe's model and training (``iclab.recipes.circuit_study``: ``PAPER_MODEL``, two
+The recipe's model and training (``iclab.recipes.classification.setup``: ``PAPER_MODEL``, two
 attention-only layers of one head on 128-wide tokens with the MLP head, ``PAPER_TRAINING``,
 SGD at batch 128) on ``InContextMetaLearning()`` (T = 3, K = 64, L = 32, N = 4, D = 63)
 through ``ItemLabelTokens(label_code="learned")``, with the circuit probe and attention
@@ -62,7 +62,7 @@ from train_throughput import environment, time_calls, warn_if_busy
 
 from iclab.analysis import circuit_probe
 from iclab.formats import ItemLabelTokens
-from iclab.recipes.circuit_study import PAPER_MODEL, PAPER_TRAINING, model_factory
+from iclab.recipes.classification.setup import PAPER_MODEL, PAPER_TRAINING, model_factory
 from iclab.recipes.minegishi import EVAL_SETS
 from iclab.tasks import InContextMetaLearning, evaluation_sets
 from iclab.train import Trainer, TrainState

@@ -47,7 +47,7 @@ TASKS_PER_CHUNK = 400_000  # episodes per timed chunk: about a second on a 2-cor
 def make_trainer(batch: int) -> Trainer:
     task, fmt = LinearRegression(), PairTokens()
     d_model = fmt.token_dim(task.dim)
-    return Trainer(task, fmt, lambda key: LSAConfig().build(d_model, key=key),
+    return Trainer(task, fmt, lambda key: LSAConfig().build(d_model, d_model, key=key),
                    TrainConfig(batch_size=batch, b2=0.98, grad_clip=0.001))
 
 

@@ -3,8 +3,9 @@ context, side by side with the classical algorithms they may imitate.
 
 The top level re-exports the Python API of the command line and :class:`ICLClassifier`
 (a meta-trained learner as a scikit-learn-style classifier); the parts live in
-:mod:`iclab.tasks`, :mod:`iclab.formats`, :mod:`iclab.models`, :mod:`iclab.algorithms`,
-:mod:`iclab.train`, :mod:`iclab.analysis` and :mod:`iclab.recipes`.
+:mod:`iclab.tasks`, :mod:`iclab.formats`, :mod:`iclab.models`, :mod:`iclab.learners`,
+:mod:`iclab.algorithms`, :mod:`iclab.train`, :mod:`iclab.analysis` and
+:mod:`iclab.recipes` (layers: docs/architecture.md).
 """
 
 from iclab.classifier import ICLClassifier

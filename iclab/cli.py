@@ -82,7 +82,8 @@ def _run(argv: list[str]) -> None:
     default = RunArgs(_defaults(recipe.name, argv))
     args = tyro.cli(RunArgs[recipe.config_type], args=argv[1:], default=default,
                     prog=f"iclab run {recipe.name}", description=recipe.description)
-    store = run(recipe.name, args.config, args.out, args.resume, args.progress)
+    store = run(recipe.name, args.config, out=args.out, resume=args.resume,
+                progress=args.progress)
     summary = store.read_json("summary.json")
     for name, claim in summary.get("claims", {}).items():
         print(f"[{'PASS' if claim['passed'] else 'FAIL'}] {name}: {claim['statement']} "

@@ -19,7 +19,7 @@ from iclab.report import write_report
 from iclab.store import RunStore, environment
 
 
-def default_config(recipe: str, quick: bool = False) -> Any:
+def default_config(recipe: str, *, quick: bool = False) -> Any:
     """The recipe's default config (the paper's setup), or with ``quick`` its preset that
     runs in minutes on a CPU (the default itself where that is already quick); change it
     with ``dataclasses.replace``."""
@@ -27,7 +27,7 @@ def default_config(recipe: str, quick: bool = False) -> Any:
     return entry.quick() if quick and entry.quick is not None else entry.config_type()
 
 
-def run(recipe: str, config: Any | None = None, out: str | Path | None = None,
+def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None,
         resume: bool = False, progress: bool = True) -> RunStore:
     """Train and analyse ``recipe``; write config, metrics, summary, figures and report.
 
@@ -49,7 +49,7 @@ def run(recipe: str, config: Any | None = None, out: str | Path | None = None,
         config = config if config is not None else entry.config_type()
     store.write_json("config.json", {"recipe": recipe, "config": to_dict(config)})
     started = time.perf_counter()
-    summary = entry.run(config, store, resume, progress)
+    summary = entry.run(config, store, resume=resume, progress=progress)
     summary.update(recipe=recipe, seeds=getattr(config, "seed_list", None),
                    wall_time_s=round(time.perf_counter() - started, 2), **environment())
     store.write_json("summary.json", summary)

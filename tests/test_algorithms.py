@@ -10,15 +10,12 @@ import pytest
 from iclab.algorithms import (
     GDPlusPlus,
     GradientDescent,
-    Learner,
     Ridge,
-    ZeroPredictor,
     bayes_posterior_mean,
     log_grid_search,
-    predict,
-    query_loss,
     tune_gd,
 )
+from iclab.learners import Learner, ZeroPredictor, predict, query_loss
 from iclab.tasks import LinearRegression, RegressionEpisode
 
 DIM, N_CONTEXT = 4, 6
@@ -140,7 +137,7 @@ def test_zero_predictor(getkey):
 
 def test_tune_gd_matches_reference(getkey):
     """von Oswald et al. (2022): d = N = 10, U(-0.5, 0.5), one tuned GD step reaches ½·MSE
-    0.205 with eta/N ≈ 0.61 (REFERENCE.md §1)."""
+    0.205 with eta/N ≈ 0.61 (von Oswald et al. 2022, Fig. 2)."""
     episodes = LinearRegression(dim=10, n_context=10).sample(getkey(), 10_000)
     learner = tune_gd(episodes, steps=1)
     assert isinstance(learner, GradientDescent) and learner.steps == 1

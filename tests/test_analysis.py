@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iclab.algorithms import GradientDescent, Learner, Ridge, ZeroPredictor
+from iclab.algorithms import GradientDescent, Ridge
 from iclab.analysis import (
     best_scale,
     icl_curve,
@@ -19,6 +19,7 @@ from iclab.analysis import (
     shift_curve,
     squared_prediction_difference,
 )
+from iclab.learners import Learner, ZeroPredictor
 from iclab.tasks import LinearRegression, RegressionEpisode
 
 

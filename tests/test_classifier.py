@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from iclab import ICLClassifier
 from iclab.formats import SequenceLabelTokens
 from iclab.models import RecurrentConfig, TransformerConfig
-from iclab.recipes.gpicl_study import train_gpicl_model
+from iclab.recipes.gpicl.setup import train_gpicl_model
 from iclab.tasks import GPICLTask, gpicl_evaluation_sets
 from iclab.train import CheckpointError, TrainConfig
 from iclab.train.saved_model import load_trained_model
@@ -31,8 +31,8 @@ def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     sets = gpicl_evaluation_sets(TASK, jax.random.key(0), 8)
     model = TransformerConfig(d_model=16, n_heads=2, max_len=TASK.seq_len)
-    train_gpicl_model(TASK, model, TRAIN, [3, 4], sets, folder / "small", resume=False,
-                      progress=False)
+    train_gpicl_model(TASK, model, TRAIN, seeds=[3, 4], eval_sets=sets, folder=folder / "small",
+                      resume=False, progress=False)
     (folder / "summary.json").write_text(json.dumps({"default_model": "small"}))
     return folder
 
@@ -105,8 +105,8 @@ def test_classifier_errors_name_the_problem(run_dir, tmp_path):
 
 def test_a_recurrent_learner_is_a_classifier_too(tmp_path):
     sets = gpicl_evaluation_sets(TASK, jax.random.key(0), 8)
-    train_gpicl_model(TASK, RecurrentConfig(hidden_size=8), TRAIN, [0], sets, tmp_path,
-                      resume=False, progress=False)
+    train_gpicl_model(TASK, RecurrentConfig(hidden_size=8), TRAIN, seeds=[0], eval_sets=sets,
+                      folder=tmp_path, resume=False, progress=False)
     X, y = load_iris(return_X_y=True)
     proba = ICLClassifier.from_run(tmp_path).fit(X, y).predict_proba(X[:7])
     assert proba.shape == (7, 3)
@@ -123,8 +123,8 @@ def test_a_meta_trained_learner_classifies_unseen_tables(tmp_path):
     train = TrainConfig(steps=1500, batch_size=64, lr=1e-3, eval_every=500,
                         checkpoint_every=1500, eval_size=64)
     sets = gpicl_evaluation_sets(task, jax.random.key(0), 64)
-    train_gpicl_model(task, TransformerConfig(d_model=32, n_heads=4, max_len=30), train, [0],
-                      sets, tmp_path, resume=False, progress=False)
+    train_gpicl_model(task, TransformerConfig(d_model=32, n_heads=4, max_len=30), train,
+                      seeds=[0], eval_sets=sets, folder=tmp_path, resume=False, progress=False)
     for load in (load_iris, load_wine):
         X, y = load(return_X_y=True)
         rng = np.random.default_rng(0)

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iclab.algorithms.learner import ModelLearner
 from iclab.config import ConfigError, from_dict, to_dict
 from iclab.formats.gpicl import SequenceLabelTokens, accuracy_by_position
+from iclab.learners import ModelLearner
 from iclab.models import TransformerConfig
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask, _device_data, evaluation_sets
 from iclab.train import TrainConfig, Trainer, fit

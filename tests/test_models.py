@@ -11,11 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iclab.algorithms import GDPlusPlus, GradientDescent, ModelLearner, predict
+from iclab.algorithms import GDPlusPlus, GradientDescent
 from iclab.formats import InterleavedTokens, PairTokens
+from iclab.learners import ModelLearner, predict
 from iclab.models import (
     LSAConfig,
+    ModelConfig,
     MultiHeadAttention,
+    RecurrentConfig,
     TransformerConfig,
     ablate_head,
     attention_mask,
@@ -92,7 +95,7 @@ def test_gd_construction_float32_gd_plus_plus(getkey):
 def _lsa(key, n_layers=2, n_heads=2, mask="context"):
     # init_scale 1 so that attention changes the tokens by O(1).
     config = LSAConfig(n_layers=n_layers, n_heads=n_heads, mask=mask, init_scale=1.0)
-    return config.build(DIM + 1, key=key)
+    return config.build(DIM + 1, DIM + 1, key=key)
 
 
 def test_capture_pattern_shape_and_context_mask(getkey):
@@ -370,7 +373,7 @@ def test_construction_products(getkey):
 def test_lsa_outputs_at_equals_full_forward(getkey, config):
     """The row-restricted forward pass that training uses equals the hooked full pass."""
     with jax.enable_x64(True):
-        model = config.build(DIM + 1, key=getkey())
+        model = config.build(DIM + 1, DIM + 1, key=getkey())
         tokens = jax.random.normal(getkey(), (N_CONTEXT + 1, DIM + 1))
         full = np.asarray(model(tokens))
         assert np.abs(full - np.asarray(tokens)).max() > 1e-6  # attention did something
@@ -398,3 +401,21 @@ def test_transformer_outputs_at_equals_full_forward(getkey, config):
         for rows in (slice(-1, None), slice(None), slice(2, 5)):
             np.testing.assert_allclose(model.outputs_at(tokens, rows), full[rows],
                                        rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("config", [LSAConfig(), TransformerConfig(d_model=8),
+                                    RecurrentConfig(hidden_size=8)])
+def test_every_model_config_builds_from_d_in_and_d_out(config):
+    """One contract: ``build(d_in, d_out, *, key)`` maps (seq, d_in) to (seq, d_out)."""
+    assert isinstance(config, ModelConfig)
+    d_in = DIM + 1
+    d_out = d_in if isinstance(config, LSAConfig) else 3
+    model = eqx.filter_eval_shape(config.build, d_in, d_out, key=jax.random.key(0))
+    out = eqx.filter_eval_shape(lambda m, x: m(x), model,
+                                jax.ShapeDtypeStruct((N_CONTEXT + 1, d_in), jnp.float32))
+    assert out.shape == (N_CONTEXT + 1, d_out)
+
+
+def test_lsa_outputs_its_residual_stream_so_d_out_equals_d_in():
+    with pytest.raises(ValueError, match="d_out=1 must equal d_in"):
+        LSAConfig().build(DIM + 1, 1, key=jax.random.key(0))

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from iclab.analysis import PhaseRow
 from iclab.cli import main
 from iclab.config import ConfigError
 from iclab.recipes.minegishi import MinegishiConfig, expected_phases, without_initial_fit
@@ -127,14 +128,16 @@ def test_initial_fit_is_not_counted_as_a_phase():
     def phase(accuracy, bigram, chunk):
         layer = {"bigram": bigram, "label_attention": 0.0, "chunk_example": chunk,
                  "tila2": 0.0}
-        return {"accuracy": accuracy, "dominant": ["bigram", "bigram"],
-                "circuits": {"layer_0": layer, "layer_1": layer}}
+        return PhaseRow(start_step=0, end_step=0, accuracy=accuracy,
+                        circuits={"layer_0": layer, "layer_1": layer},
+                        dominant=("bigram", "bigram"), steepest_gain_per_100_steps=0.0,
+                        rising=("bigram", "bigram"))
 
     ramp, plateau, final = phase(0.12, 0.1, 0.3), phase(0.33, 0.99, 0.3), phase(1.0, 0.99, 0.7)
     kept = without_initial_fit([ramp, plateau, final], task)
-    assert [p["accuracy"] for p in kept] == [0.33, 1.0]
-    assert kept[1]["rising"] == ["chunk_example", "chunk_example"]  # not the ramp's Bigram
-    assert without_initial_fit([plateau, final], task)[0]["accuracy"] == 0.33
+    assert [p.accuracy for p in kept] == [0.33, 1.0]
+    assert kept[1].rising == ("chunk_example", "chunk_example")  # not the ramp's Bigram
+    assert without_initial_fit([plateau, final], task)[0].accuracy == 0.33
     single = InContextMetaLearning(n_tasks=1)
     assert without_initial_fit([ramp, final], single)[0] == ramp
 

@@ -132,7 +132,8 @@ def test_recurrent_models_match_the_transformers_parameters_and_state():
             matched)
         assert abs(count(matched) - target) <= step  # the nearest hidden size
         assert models[f"{cell}-state"].hidden_size == 16 * 1 * 12  # the transformer's state
-    capped = matched_models(transformer, ("lstm",), 13, 5, 12, max_hidden=50)
+    capped = matched_models(transformer, ("lstm",), d_in=13, d_out=5, seq_len=12,
+                            max_hidden=50)
     assert capped["lstm-state"].hidden_size == 50
 
 

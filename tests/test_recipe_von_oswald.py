@@ -51,8 +51,9 @@ def test_run_folder_holds_config_summary_metrics_figures_report(tiny_run):
 
 
 def test_tuned_gd_and_zero_baselines_match_reference(tiny_run):
-    # REFERENCE §1: zero predictor 0.416 = ½·d·Var(x) = 10/24; tuned one-step GD ≈ 0.205,
-    # eta/N ≈ 0.61. A mis-scaled input range or loss would move these far outside.
+    # von Oswald et al. (2022), Fig. 2: zero predictor 0.416 = ½·d·Var(x) = 10/24; tuned
+    # one-step GD ≈ 0.205, eta/N ≈ 0.61. A mis-scaled input range or loss would move these
+    # far outside.
     headline = json.loads((tiny_run / "summary.json").read_text())["headline"]
     assert headline["zero_loss"] == pytest.approx(10 / 24, rel=0.06)
     assert headline["gd_loss"] == pytest.approx(0.205, rel=0.08)

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iclab.algorithms.learner import ComputesRows
 from iclab.config import ConfigError
 from iclab.formats import InterleavedTokens
+from iclab.learners import ComputesRows
 from iclab.models import (
     RecurrentConfig,
     carried_floats,

@@ -18,8 +18,9 @@ import optax
 import pandas as pd
 import pytest
 
-from iclab.algorithms import ModelLearner, ZeroPredictor, query_loss, tune_gd
+from iclab.algorithms import tune_gd
 from iclab.formats import InterleavedTokens, PairTokens
+from iclab.learners import ModelLearner, ZeroPredictor, query_loss
 from iclab.models import LSAConfig, TransformerConfig, clamp
 from iclab.tasks import LinearRegression
 from iclab.train import (
@@ -267,7 +268,7 @@ CONFIG = TrainConfig(steps=60, batch_size=64, eval_every=20, checkpoint_every=20
 
 
 def _build_lsa(key):
-    return LSAConfig().build(TASK.dim + 1, key=key)
+    return LSAConfig().build(TASK.dim + 1, TASK.dim + 1, key=key)
 
 
 @pytest.fixture(scope="module")
@@ -437,7 +438,7 @@ def test_lsa_learns_one_gd_step():
     assert 0.40 < zero < 0.435
     assert 0.195 < gd < 0.215
 
-    trainer = Trainer(task, PairTokens(), lambda key: LSAConfig().build(11, key=key), config)
+    trainer = Trainer(task, PairTokens(), lambda key: LSAConfig().build(11, 11, key=key), config)
     _, _, evals = fit(trainer, [0, 1, 2, 3], episodes, progress=False)
     final = evals[evals.step == config.steps].eval_loss.to_numpy()
     closed = (zero - final) / (zero - gd)

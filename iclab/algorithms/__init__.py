@@ -1,7 +1,6 @@
 """Classical in-context learners with the same predict signature as a trained model."""
 
 from iclab.algorithms.gradient_descent import GDPlusPlus, GradientDescent
-from iclab.algorithms.learner import Learner, ModelLearner, ZeroPredictor, predict, query_loss
 from iclab.algorithms.least_squares import Ridge, bayes_posterior_mean
 from iclab.algorithms.sequence_classifiers import (
     SGD_LR_GRID,
@@ -13,8 +12,7 @@ from iclab.algorithms.sequence_classifiers import (
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
 __all__ = [
-    "SGD_LR_GRID", "GDPlusPlus", "GradientDescent", "Learner", "ModelLearner", "Ridge",
-    "ZeroPredictor", "bayes_posterior_mean", "knn_logits", "log_grid_search",
-    "logistic_regression_logits", "online_sgd_logits", "predict", "query_loss", "tune_gd",
-    "tune_gd_plus_plus", "tune_online_sgd_lr",
+    "SGD_LR_GRID", "GDPlusPlus", "GradientDescent", "Ridge", "bayes_posterior_mean",
+    "knn_logits", "log_grid_search", "logistic_regression_logits", "online_sgd_logits",
+    "tune_gd", "tune_gd_plus_plus", "tune_online_sgd_lr",
 ]

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from iclab.algorithms.learner import Learner
+from iclab.learners import Learner
 from iclab.tasks.episode import RegressionEpisode
 
 

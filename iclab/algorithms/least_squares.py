@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from iclab.algorithms.learner import Learner
+from iclab.learners import Learner
 from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.linear_regression import LinearRegression
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from iclab.algorithms.gradient_descent import GDPlusPlus, GradientDescent
-from iclab.algorithms.learner import Learner, query_loss
+from iclab.learners import Learner, query_loss
 from iclab.tasks.episode import RegressionEpisode
 
 

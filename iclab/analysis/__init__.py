@@ -22,24 +22,35 @@ from iclab.analysis.comparison import (
 )
 from iclab.analysis.curves import icl_curve, shift_curve
 from iclab.analysis.phases import (
+    CIRCUIT_CHANGE,
+    CIRCUIT_METRICS,
     Phase,
+    PhaseRow,
+    PhaseRule,
     PhaseSummary,
     Transition,
     find_phases,
     find_transitions,
+    jump_step,
     label_bag_accuracy,
     phase2_accuracy,
+    phase_table,
+    smoothed,
+    steepest_gain,
     summarise_phases,
+    with_rising,
 )
 from iclab.analysis.probes import circuit_probe
 from iclab.analysis.weights import best_scale, relative_error_after_scale
 
 __all__ = [
-    "Phase", "PhaseSummary", "Transition", "best_scale", "bigram", "chunk_example",
-    "circuit_probe", "context_label_accuracy", "find_phases", "find_transitions", "icl_curve",
-    "ila1", "induction_strength", "label_attention", "label_bag_accuracy", "phase2_accuracy",
-    "prediction_difference", "prefix_matching_score", "previous_token_score",
-    "relative_error_after_scale", "repeated_random_tokens", "sensitivities",
-    "sensitivity_cosine", "sensitivity_difference", "shift_curve",
-    "squared_prediction_difference", "summarise_phases", "tila2", "tla2",
+    "CIRCUIT_CHANGE", "CIRCUIT_METRICS", "Phase", "PhaseRow", "PhaseRule", "PhaseSummary",
+    "Transition", "best_scale", "bigram", "chunk_example", "circuit_probe",
+    "context_label_accuracy", "find_phases", "find_transitions", "icl_curve", "ila1",
+    "induction_strength", "jump_step", "label_attention", "label_bag_accuracy",
+    "phase2_accuracy", "phase_table", "prediction_difference", "prefix_matching_score",
+    "previous_token_score", "relative_error_after_scale", "repeated_random_tokens",
+    "sensitivities", "sensitivity_cosine", "sensitivity_difference", "shift_curve",
+    "smoothed", "squared_prediction_difference", "steepest_gain", "summarise_phases",
+    "tila2", "tla2", "with_rising",
 ]

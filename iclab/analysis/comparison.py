@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from iclab.algorithms.learner import Learner, predict
+from iclab.learners import Learner, predict
 from iclab.tasks.episode import RegressionEpisode
 
 

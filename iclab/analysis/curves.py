@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from iclab.algorithms.learner import Learner, query_loss
+from iclab.learners import Learner, query_loss
 from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.linear_regression import LinearRegression
 

@@ -4,6 +4,11 @@ Works on logged host arrays (NumPy), at whatever steps a run logged them. A *tra
 a run of consecutive logged points from which the curve rises by more than ``rise`` within
 ``window`` steps; a *phase* is a run of points between transitions. For a falling curve
 (a loss), pass its negation.
+
+:func:`phase_table` reads a run's evaluation table (one row per evaluation and seed, as
+:func:`iclab.train.fit` returns it): the phases of an accuracy curve under a
+:class:`PhaseRule`, each with the circuit metrics of
+:func:`iclab.analysis.circuit_probe` per layer, as :class:`PhaseRow` entries.
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from jaxtyping import ArrayLike, Float, Int
+
+from iclab.config import require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,3 +197,206 @@ def label_bag_accuracy(class_labels: Int[ArrayLike, " classes"], n_labels: int, 
                                for tau in range(n_tasks)], axis=1)
     best = log_likelihood == log_likelihood.max(axis=1, keepdims=True)
     return float(np.mean(best[np.arange(n_samples), tasks] / best.sum(axis=1)))
+
+
+CIRCUIT_METRICS = ("bigram", "label_attention", "chunk_example", "tila2")
+"""The circuit metrics :func:`phase_table` reads per layer, as logged by
+:func:`iclab.analysis.circuit_probe` (columns ``eval_{set}_L{layer}H{head}.{metric}``)."""
+
+CIRCUIT_CHANGE = 0.1
+"""The least growth of a circuit metric (attention mass, in [0, 1]) since the previous phase
+that counts as the layer taking up that circuit."""
+
+_VOTING = tuple(name for name in CIRCUIT_METRICS if name != "tila2")  # TILA2 ⊂ Label Attention
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseRule:
+    """Minegishi et al.'s (2025, §4) phase boundary on a smoothed accuracy curve.
+
+    A boundary is a rise of more than ``rise`` within ``window`` steps, read on the
+    accuracy smoothed by a running median over ``smoothing`` evaluations; adjacent phases
+    whose accuracies differ by less than ``merge_below`` are one phase, and a stretch
+    shorter than ``min_length`` steps is no phase.
+
+    ``window`` and ``min_length`` count steps at learning rate ``reference_lr``; a run at
+    learning rate lr uses ``reference_lr / lr`` times as many (:meth:`window_at`,
+    :meth:`min_length_at`), because SGD's dynamics follow lr × steps.
+
+    Attributes:
+        rise: the least accuracy gain within the window that makes a boundary (the
+            paper's 0.025).
+        window: the window in steps at reference_lr.
+        smoothing: width of the running median, in evaluations.
+        merge_below: adjacent phases whose accuracies differ by less are one phase.
+        min_length: the shortest phase in steps at reference_lr.
+        reference_lr: the learning rate at which window and min_length count steps (the
+            papers' SGD learning rate, 0.01).
+    """
+
+    rise: float = 0.025
+    window: int = 1000
+    smoothing: int = 5
+    merge_below: float = 0.05
+    min_length: int = 2500
+    reference_lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        require(0 < self.rise < 1, "phases.rise", self.rise, "must be in (0, 1)")
+        require(self.window >= 1, "phases.window", self.window, "must be >= 1 step")
+        require(self.smoothing >= 1, "phases.smoothing", self.smoothing, "must be >= 1")
+        require(self.merge_below >= 0, "phases.merge_below", self.merge_below, "must be >= 0")
+        require(self.min_length >= 0, "phases.min_length", self.min_length, "must be >= 0")
+        require(self.reference_lr > 0, "phases.reference_lr", self.reference_lr,
+                "must be > 0")
+
+    def window_at(self, lr: float) -> int:
+        """The window in steps of a run at learning rate ``lr`` (at least one)."""
+        return max(1, round(self.window * self.reference_lr / lr))
+
+    def min_length_at(self, lr: float) -> int:
+        """The shortest phase in steps of a run at learning rate ``lr``."""
+        return round(self.min_length * self.reference_lr / lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseRow:
+    """One phase of a run with the circuit each layer runs in it (Minegishi et al. 2025,
+    Fig. 2: Phase 1 Bigram / Bigram, Phase 2 Label Attention / Bigram, Phase 3 Chunk
+    Example / Label Attention, layer 1 / layer 2).
+
+    Attributes:
+        start_step: first logged step of the phase.
+        end_step: last logged step of the phase.
+        accuracy: median of the smoothed accuracy over the phase.
+        circuits: per layer (``"layer_0"``, …) the mean of each of :data:`CIRCUIT_METRICS`
+            over the phase (for several heads, the head with the largest value).
+        dominant: per layer, the metric (TILA2 aside) with the largest mean; empty when no
+            evaluation falls in the phase.
+        steepest_gain_per_100_steps: the steepest rise (:func:`steepest_gain`) between the
+            previous phase's end (the first evaluation, for the first phase) and this
+            phase's start.
+        rising: per layer, the circuit the layer took up (:func:`with_rising`).
+    """
+
+    start_step: int
+    end_step: int
+    accuracy: float
+    circuits: dict[str, dict[str, float]]
+    dominant: tuple[str, ...]
+    steepest_gain_per_100_steps: float
+    rising: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as stored in a run's ``summary.json`` (``"phases"``)."""
+        return dataclasses.asdict(self)
+
+
+def smoothed(values: np.ndarray, width: int) -> np.ndarray:
+    """Running median over ``width`` consecutive evaluations (centred)."""
+    return pd.Series(values).rolling(width, center=True, min_periods=1).median().to_numpy()
+
+
+def phase_table(evals: pd.DataFrame, *, seed: int, set_name: str, n_layers: int,
+                n_heads: int, rule: PhaseRule, lr: float) -> list[PhaseRow]:
+    """The phases of one seed's accuracy on the evaluation set ``set_name`` of a run
+    trained at learning rate ``lr``, with each layer's circuit metrics.
+
+    ``evals`` holds the columns ``step``, ``seed``, ``eval_{set_name}_accuracy`` and
+    ``eval_{set_name}_L{layer}H{head}.{metric}`` for every metric of
+    :data:`CIRCUIT_METRICS`. A phase's circuit per layer is read twice: ``dominant``, the
+    largest mean, and ``rising``, the largest growth since the previous phase
+    (:func:`with_rising`). Both are needed because the metrics are read on different rows
+    (Bigram and Label Attention on the query, Chunk Example on the labels), so a layer can
+    keep its query's Bigram near 1 while its labels learn Chunk Example.
+    """
+    rows = evals[evals.seed == seed].sort_values("step")
+    steps = rows.step.to_numpy()
+    accuracy = smoothed(rows[f"eval_{set_name}_accuracy"].to_numpy(), rule.smoothing)
+    found = _merged(find_phases(steps, accuracy, rule.rise, rule.window_at(lr)),
+                    steps, accuracy, rule.merge_below)
+    lasting = [phase for phase in found
+               if phase.end_step - phase.start_step >= rule.min_length_at(lr)]
+    phases = _merged(lasting or found[-1:], steps, accuracy, rule.merge_below)
+    curves = {name: np.stack([np.max([rows[f"eval_{set_name}_L{layer}H{head}.{name}"]
+                                      for head in range(n_heads)], axis=0)
+                              for layer in range(n_layers)], axis=1)
+              for name in CIRCUIT_METRICS}  # (step, layer)
+    voted = summarise_phases(phases, steps, {name: curves[name] for name in _VOTING})
+    table: list[PhaseRow] = []
+    for summary in voted:
+        phase = summary.phase
+        inside = (steps >= phase.start_step) & (steps <= phase.end_step)
+        layers = {f"layer_{layer}": {name: float(curves[name][inside, layer].mean())
+                                     for name in CIRCUIT_METRICS}
+                  for layer in range(n_layers)}
+        dominant = tuple(summary.dominant or ())
+        table.append(PhaseRow(
+            start_step=phase.start_step, end_step=phase.end_step, accuracy=phase.value,
+            circuits=layers, dominant=dominant,
+            steepest_gain_per_100_steps=steepest_gain(
+                steps, accuracy, table[-1].end_step if table else int(steps[0]),
+                phase.start_step),
+            rising=dominant))
+    return with_rising(table)
+
+
+def steepest_gain(steps: np.ndarray, values: np.ndarray, start: int, end: int) -> float:
+    """The largest gain per 100 steps between consecutive evaluations in [start, end] (0
+    for a span without two evaluations): how steep the rise into a phase was."""
+    inside = (steps >= start) & (steps <= end)
+    gains = np.diff(values[inside]) / np.diff(steps[inside]) * 100
+    return float(np.max(gains, initial=0.0))
+
+
+def with_rising(table: Sequence[PhaseRow]) -> list[PhaseRow]:
+    """Each phase with its ``rising`` circuit per layer: the metric (TILA2 aside) whose
+    phase mean grew most since the previous phase, if it grew by at least
+    :data:`CIRCUIT_CHANGE`; otherwise the layer kept the circuit it had (the previous
+    phase's ``rising``; the first phase's is its dominant one). Call again after dropping
+    leading phases, so the first phase is the new first."""
+    out: list[PhaseRow] = []
+    for phase in table:
+        rising = list(phase.dominant)
+        if out:
+            before = out[-1]
+            for layer, (key, circuits) in enumerate(phase.circuits.items()):
+                growth = {name: circuits[name] - before.circuits[key][name]
+                          for name in _VOTING}
+                grown = max(_VOTING, key=growth.__getitem__)
+                rising[layer] = (grown if growth[grown] >= CIRCUIT_CHANGE
+                                 else before.rising[layer])
+        out.append(dataclasses.replace(phase, rising=tuple(rising)))
+    return out
+
+
+def _merged(phases: Sequence[Phase], steps: np.ndarray, values: np.ndarray,
+            merge_below: float) -> list[Phase]:
+    """Adjacent phases whose plateaus differ by less than ``merge_below`` joined into one,
+    whose value is the median of the curve over the joined span."""
+    merged = [phases[0]]
+    for phase in phases[1:]:
+        last = merged[-1]
+        if abs(phase.value - last.value) < merge_below:
+            inside = (steps >= last.start_step) & (steps <= phase.end_step)
+            merged[-1] = dataclasses.replace(last, end_step=phase.end_step,
+                                             value=float(np.median(values[inside])))
+        else:
+            merged.append(phase)
+    return merged
+
+
+def jump_step(evals: pd.DataFrame, column: str, *, seed: int, rule: PhaseRule, lr: float,
+              above: float = 0.0) -> int | None:
+    """The first step of the largest abrupt rise (under ``rule``) of one seed's smoothed
+    curve ``column``, trained at learning rate ``lr``, among the rises that end above
+    ``above`` (``None`` if none)."""
+    rows = evals[evals.seed == seed].sort_values("step")
+    steps, values = rows.step.to_numpy(), smoothed(rows[column].to_numpy(), rule.smoothing)
+    transitions = [t for t in find_transitions(steps, values, rule.rise, rule.window_at(lr))
+                   if np.interp(t.end_step, steps, values) > above]
+    if not transitions:
+        return None
+    gains = [np.interp(t.end_step, steps, values) - np.interp(t.start_step, steps, values)
+             for t in transitions]
+    return transitions[int(np.argmax(gains))].start_step

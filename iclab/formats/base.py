@@ -18,7 +18,7 @@ class Format(abc.ABC):
 
     ``readout`` is the slice of positions whose outputs :meth:`decode` reads: ``decode``
     must give the same predictions from ``outputs[readout]`` as from ``outputs``, so a
-    model may compute those rows alone (see :class:`~iclab.algorithms.ModelLearner`).
+    model may compute those rows alone (see :class:`~iclab.learners.ModelLearner`).
     Concrete formats are frozen dataclasses: equal and hashable, as static fields must be.
     """
 

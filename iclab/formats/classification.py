@@ -28,16 +28,16 @@ class ItemLabelTokens(Format):
     Attributes:
         n_labels: L, the number of labels (the model emits L logits).
         label_code: "onehot" writes one-hot(label) into the first L content coordinates;
-            "learned" writes the same one-hot for a :class:`~iclab.models.LearnedLabels`
-            wrapper to replace by a learned embedding (Minegishi et al. 2025; see
-            :meth:`label_rows`); "random" writes a fixed random vector ~ N(0, I_D / D) per
-            label, drawn from ``label_seed`` (Reddy's fixed label vectors).
+            "learned" writes the same one-hot for the model's learned label table to
+            replace by a learned embedding (Minegishi et al. 2025); "random" writes a fixed
+            random vector ~ N(0, I_D / D) per label, drawn from label_seed (Reddy's fixed
+            label vectors).
         label_seed: seed of the random label vectors.
         position_width: width of the one-hot position code (≥ 2N + 1).
         position_offset: "fixed" puts token i's one-hot at coordinate i; "random" shifts
             the whole sequence's code by an offset uniform over the
-            ``position_width − 2N`` possible ones, drawn per sequence from the episode's
-            ``position_draw`` (Reddy 2023), so position is only relative.
+            position_width − 2N possible ones, drawn per sequence from the episode's
+            position_draw (Reddy 2023), so position is only relative.
     """
 
     n_labels: int = 32

@@ -1,6 +1,7 @@
 """Sequence models (Equinox modules) sharing one forward signature with named hook sites."""
 
 from iclab.models.attention import MultiHeadAttention, attention_mask
+from iclab.models.base import ModelConfig
 from iclab.models.cache import ActivationCache, run_with_cache
 from iclab.models.hooks import Hooks, Intervention, ablate_head, clamp, run_with_hooks
 from iclab.models.label_embedding import LearnedLabels
@@ -11,8 +12,8 @@ from iclab.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "ActivationCache", "Hooks", "Intervention", "LSAConfig", "LearnedLabels",
-    "LinearSelfAttention", "MultiHeadAttention", "RecurrentConfig", "RecurrentModel",
-    "Transformer", "TransformerConfig", "ablate_head", "attention_mask", "carried_floats",
-    "clamp", "gd_construction", "model_size", "parameter_count", "run_with_cache",
-    "run_with_hooks", "state_size",
+    "LinearSelfAttention", "ModelConfig", "MultiHeadAttention", "RecurrentConfig",
+    "RecurrentModel", "Transformer", "TransformerConfig", "ablate_head", "attention_mask",
+    "carried_floats", "clamp", "gd_construction", "model_size", "parameter_count",
+    "run_with_cache", "run_with_hooks", "state_size",
 ]

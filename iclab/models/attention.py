@@ -88,10 +88,7 @@ class MultiHeadAttention(eqx.Module):
         ``out_i = Σ_h (P W_V)_h Σ_j A_h[i, j] e_j``, so no position is projected to keys
         or values and the cost grows with the number of rows; :meth:`__call__` pays for
         every row even when the caller keeps one, as XLA does not push a slice back
-        through the matrix products. For the one query row that
-        :class:`~iclab.formats.PairTokens` reads, forward and backward of the von Oswald et
-        al. (2022) model at batch 2048 take 0.5 ms instead of 7.7 ms on a 2-core CPU
-        (``benchmarks/train_throughput.py``); for all rows, about half the time.
+        through the matrix products (timings: docs/recipes/von-oswald.md, "Speed").
         """
         queries = jnp.einsum("hde,re->hrd", self.kq_product(), x[rows])
         scores = jnp.einsum("hrd,sd->hrs", queries, x)

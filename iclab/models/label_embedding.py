@@ -52,5 +52,5 @@ class LearnedLabels(eqx.Module):
 
     def outputs_at(self, tokens: Float[Array, "seq d_in"], positions: slice
                    ) -> Float[Array, "rows d_out"]:
-        """The wrapped model's ``outputs_at`` (see :class:`~iclab.algorithms.ComputesRows`)."""
+        """The wrapped model's ``outputs_at`` (see :class:`~iclab.learners.ComputesRows`)."""
         return self.model.outputs_at(self.embed(tokens), positions)

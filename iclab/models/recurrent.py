@@ -49,16 +49,16 @@ class RecurrentConfig:
     """Shape and options of a :class:`RecurrentModel`.
 
     Attributes:
-        cell: "lstm" (Hochreiter & Schmidhuber 1997, as in ``eqx.nn.LSTMCell``) or "gru"
-            (Cho et al. 2014, ``eqx.nn.GRUCell``).
+        cell: "lstm" (Hochreiter & Schmidhuber 1997, as in eqx.nn.LSTMCell) or "gru"
+            (Cho et al. 2014, eqx.nn.GRUCell).
         hidden_size: hidden units H per layer.
         n_layers: stacked cells; layer l + 1 reads layer l's hidden state at each step.
-        read_in: a linear read-in from the token width to ``hidden_size`` (the transformer's
-            read-in, and its ``read_in.out`` site); without it the first cell reads the
+        read_in: a linear read-in from the token width to hidden_size (the transformer's
+            read-in, and its read_in.out site); without it the first cell reads the
             tokens as they are, at any width. The read-in adds no expressivity before a
             cell's own input matrix; it only keeps the layout of the transformers.
         head: "linear" read-out, or "mlp": a ReLU MLP with two hidden layers of width
-            ``hidden_size`` (as the transformer's "mlp" head).
+            hidden_size (as the transformer's "mlp" head).
     """
 
     cell: Literal["lstm", "gru"] = "lstm"
@@ -106,7 +106,7 @@ class RecurrentModel(eqx.Module):
     def outputs_at(self, tokens: Float[Array, "seq d_in"], positions: slice
                    ) -> Float[Array, "rows d_out"]:
         """``self(tokens)[positions]``: the cells still scan every position, the read-out
-        runs on ``positions`` alone (see :class:`~iclab.algorithms.ComputesRows`); hook
+        runs on ``positions`` alone (see :class:`~iclab.learners.ComputesRows`); hook
         sites exist only in ``__call__``."""
         return jax.vmap(self.read_out)(self._hidden(tokens, None)[positions])
 

@@ -16,11 +16,10 @@ import jax.numpy as jnp
 from jaxtyping import PyTree
 
 from iclab.config import require
+from iclab.models.base import ModelConfig
 from iclab.models.lsa import LSAConfig
 from iclab.models.recurrent import RecurrentConfig
 from iclab.models.transformer import TransformerConfig
-
-ModelConfig = TransformerConfig | RecurrentConfig | LSAConfig
 
 
 def state_size(config: ModelConfig, seq_len: int, token_dim: int | None = None) -> int:

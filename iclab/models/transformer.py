@@ -28,7 +28,7 @@ class TransformerConfig:
     Attributes:
         d_model: residual width.
         n_layers: blocks.
-        n_heads: heads per block; ``d_model`` must divide evenly among them.
+        n_heads: heads per block; d_model must divide evenly among them.
         causal: each position reads only itself and earlier positions.
         layer_norm: pre-LayerNorm in each block and before the read-out.
         mlp: a ReLU MLP (hidden 4 × d_model) after attention in each block.
@@ -39,11 +39,11 @@ class TransformerConfig:
         output_projection: each attention layer maps its heads' concatenated outputs back
             to the residual stream through a learned matrix; Reddy (2023) and Minegishi et
             al. (2025) have none (heads × key size = d_model, added as they are).
-        read_in: a linear read-in from the token width to ``d_model``; without it tokens
-            enter the residual stream as they are (their width must equal ``d_model``,
+        read_in: a linear read-in from the token width to d_model; without it tokens
+            enter the residual stream as they are (their width must equal d_model,
             as in Reddy's 128-wide tokens).
         head: "linear" read-out, or "mlp": a ReLU MLP with two hidden layers of width
-            ``d_model`` (the classifier of Reddy and Minegishi).
+            d_model (the classifier of Reddy and Minegishi).
     """
 
     d_model: int = 64
@@ -154,7 +154,7 @@ class Transformer(eqx.Module):
         """``self(tokens)[positions]``: the last block attends from ``positions`` only and the
         read-out runs on those rows alone (the classifier head of Reddy and Minegishi reads
         just the query). Training and evaluation use it through
-        :class:`~iclab.algorithms.ModelLearner`; hook sites exist only in ``__call__``."""
+        :class:`~iclab.learners.ModelLearner`; hook sites exist only in ``__call__``."""
         x, mask = self._embed(tokens)
         for layer, block in enumerate(self.blocks[:-1]):
             x = block(x, mask, layer, None)

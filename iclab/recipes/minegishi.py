@@ -12,11 +12,8 @@ Attention*, layer 2 Bigram), then ≈ 1 (Phase 3: layer 1 binds each label to it
 Phase 2's level is that of the best reader of the bag of context labels
 (:func:`~iclab.analysis.label_bag_accuracy`, the summary's ``label_bag_accuracy``): the
 paper's code gives each class a random label, so some labels have more classes than others
-and the labels in context hint at the task — 0.83 for the default map, 0.92, 0.65, 0.53
-for K = 32, 128, 256, which is why K = 32 skips Phase 1 and, at K ≥ 128, Phase 2 lies
-lower and is reached by a slow climb rather than a jump (measured at K = 128). With Reddy's
-map (``--task.label-map modulo``: every label has K / L classes) the bag says nothing and
-Phase 2 cannot exist.
+and the labels in context hint at the task. With Reddy's map (``--task.label-map modulo``:
+every label has K / L classes) the bag says nothing and Phase 2 cannot exist.
 """
 
 from __future__ import annotations
@@ -26,22 +23,19 @@ import dataclasses
 import jax
 import numpy as np
 
-from iclab.analysis import label_bag_accuracy
+from iclab.analysis import PhaseRow, PhaseRule, label_bag_accuracy, phase_table, with_rising
 from iclab.config import Seeds
 from iclab.formats import ItemLabelTokens
 from iclab.models import TransformerConfig
-from iclab.recipes.circuit_study import (
+from iclab.recipes.classification.figures import recipe_figures
+from iclab.recipes.classification.setup import (
     PAPER_MODEL,
     PAPER_TRAINING,
     Clamp,
-    PhaseRule,
     check_recipe_fields,
     circuit_model_size,
-    phase_table,
     quick_training,
-    recipe_figures,
     train_with_circuits,
-    with_rising,
 )
 from iclab.recipes.registry import Recipe, claim, register
 from iclab.store import RunStore
@@ -51,17 +45,15 @@ from iclab.train import TrainConfig
 EVAL_SETS = ("in_distribution", "random_label")
 
 
-PHASES = PhaseRule(window=2000, min_length=5000)
+PHASES = PhaseRule(window=2000, min_length=5000, reference_lr=PAPER_TRAINING.lr)
 """The phase rule on this task's time scale: a rise of more than 0.025 within 2000 steps at lr
-0.01 (400 at ``--quick``'s 0.05), phases at least 5000 steps long (1000). Measured at lr
-0.01, the rise into Phase 3 gains about 0.02 per 1000 steps and the rise into Phase 2
-stalls near 0.63 for 3000 steps, so Reddy's 1000 / 2500 (the :class:`PhaseRule` defaults)
-fold Phase 3 into Phase 2 and split the first rise (``docs/recipes/minegishi.md``)."""
+0.01 (400 at ``--quick``'s 0.05), phases at least 5000 steps long (1000); why not the
+:class:`~iclab.analysis.PhaseRule` defaults: docs/recipes/minegishi.md."""
 
 
 @dataclasses.dataclass(frozen=True)
 class MinegishiConfig(Seeds):
-    """The paper's setup (REFERENCE §5); every field is a CLI option.
+    """The setup of Minegishi et al. (2025, §4); every field is a CLI option.
 
     Attributes:
         task: T = 3 label-shift tasks over K = 64 classes, L = 32 labels, N = 4 context
@@ -71,14 +63,12 @@ class MinegishiConfig(Seeds):
         model: two attention-only layers of one head, width 128, unscaled softmax, no
             LayerNorm, no output projection, ReLU MLP classifier.
         train: plain SGD, lr 0.01, batch 128, 4e5 steps (the paper's budget).
-        phases: the phase-boundary rule, with this task's time scale (see
-            :data:`PHASES`).
-        intervention: clamp layer 1's attention pattern for all of training (see
-            :func:`~iclab.recipes.circuit_study.layer1_clamp`): "clamp-self" holds the
-            Phase-1 Bigram circuit, a causal test of whether Phase 2 needs layer 1's Label
-            Attention; "clamp-previous-token" hands layer 1 the Chunk Example circuit of
-            Phase 3; "none" trains freely.
-        seed, seeds: see :class:`~iclab.config.Seeds`.
+        phases: the phase-boundary rule on this task's time scale: a rise of more than
+            0.025 within 2000 steps at lr 0.01, phases at least 5000 steps long.
+        intervention: clamp layer 1's attention pattern for all of training: "clamp-self"
+            holds the Phase-1 Bigram circuit, a causal test of whether Phase 2 needs layer
+            1's Label Attention; "clamp-previous-token" hands layer 1 the Chunk Example
+            circuit of Phase 3; "none" trains freely.
         eval_seed: seed of the fixed evaluation sets.
     """
 
@@ -96,9 +86,7 @@ class MinegishiConfig(Seeds):
 
 
 def quick() -> MinegishiConfig:
-    """``--quick``: the paper's setup at lr 0.05 for 30 000 steps (see
-    :func:`~iclab.recipes.circuit_study.quick_training`); shows the three phases and their
-    circuits in about 5 minutes on a 2-core CPU."""
+    """``--quick``: the paper's setup at lr 0.05 for 30 000 steps (:func:`quick_training`)."""
     return MinegishiConfig(train=quick_training(30_000))
 
 
@@ -112,28 +100,26 @@ def expected_phases(task: InContextMetaLearning, n_heads: int) -> int:
     return 3
 
 
-def run(config: MinegishiConfig, store: RunStore, resume: bool, progress: bool) -> dict:
+def run(config: MinegishiConfig, store: RunStore, *, resume: bool, progress: bool) -> dict:
     task = config.task
     all_sets = evaluation_sets(task, jax.random.key(config.eval_seed), config.train.eval_size)
     sets = {name: all_sets[name] for name in EVAL_SETS}
     sets.update({name: episodes for name, episodes in all_sets.items()
                  if name.startswith("task_")})
-    evals = train_with_circuits(task, config.format, config.model, config.train,
-                                config.seed_list, sets, store, resume, progress,
-                                config.intervention)
-    n_layers, n_heads = config.model.n_layers, config.model.n_heads
-    tables = {seed: without_initial_fit(phase_table(evals, seed, "in_distribution", n_layers,
-                                                    n_heads, config.phases, config.train.lr),
-                                        task)
+    evals = train_with_circuits(config, sets, store, resume=resume, progress=progress)
+    tables = {seed: without_initial_fit(
+                  phase_table(evals, seed=seed, set_name="in_distribution",
+                              n_layers=config.model.n_layers, n_heads=config.model.n_heads,
+                              rule=config.phases, lr=config.train.lr), task)
               for seed in config.seed_list}
     final = evals[evals.step == evals.step.max()]
     per_seed = [{"seed": seed,
                  "final_accuracy": float(row.eval_in_distribution_accuracy),
                  "random_label_accuracy": float(row.eval_random_label_accuracy),
                  "n_phases": len(tables[seed]),
-                 "phase_accuracies": [phase["accuracy"] for phase in tables[seed]],
-                 "phase_starts": [phase["start_step"] for phase in tables[seed]],
-                 "phase_circuits": [phase["rising"] for phase in tables[seed]]}
+                 "phase_accuracies": [phase.accuracy for phase in tables[seed]],
+                 "phase_starts": [phase.start_step for phase in tables[seed]],
+                 "phase_circuits": [list(phase.rising) for phase in tables[seed]]}
                 for seed, row in final.set_index("seed").iterrows()
                 if seed in tables]
     headline = {
@@ -146,7 +132,8 @@ def run(config: MinegishiConfig, store: RunStore, resume: bool, progress: bool) 
     }
     return {"description": __doc__.strip().splitlines()[0], "headline": headline,
             "model_size": circuit_model_size(config.model, config.format, task),
-            "phases": tables[config.seed], "per_seed": per_seed,
+            "phases": [phase.to_dict() for phase in tables[config.seed]],
+            "per_seed": per_seed,
             "claims": claims(tables[config.seed], headline, task)}
 
 
@@ -157,7 +144,8 @@ def phase2_ceiling(task: InContextMetaLearning) -> float:
                               task.n_context, class_weights=task.base_task.class_probabilities())
 
 
-def without_initial_fit(phases: list[dict], task: InContextMetaLearning) -> list[dict]:
+def without_initial_fit(phases: list[PhaseRow], task: InContextMetaLearning
+                        ) -> list[PhaseRow]:
     """The phases after the initial fit: with T > 1 tasks the model first learns each class's
     label (accuracy 1/L → 1/T, Phase 1's level) in a ramp that the rule may cut off as a
     leading phase; the paper's phases start at the 1/T plateau. A leading phase is that
@@ -165,19 +153,19 @@ def without_initial_fit(phases: list[dict], task: InContextMetaLearning) -> list
     if task.n_tasks == 1 or len(phases) < 2:
         return phases
     midpoint = (1 / task.n_labels + 1 / task.n_tasks) / 2
-    return with_rising(phases[1:]) if phases[0]["accuracy"] < midpoint else phases
+    return with_rising(phases[1:]) if phases[0].accuracy < midpoint else phases
 
 
 PAPER_CIRCUITS = (("bigram", "bigram"), ("label_attention", "bigram"),
                   ("chunk_example", "label_attention"))
 """Minegishi et al.'s circuit per phase, layer 1 / layer 2: Phase 1 is read by the dominant
-metric, later phases by the rising one (see :func:`phase_table`)."""
+metric, later phases by the rising one (see :func:`~iclab.analysis.phase_table`)."""
 
 
-def claims(phases: list[dict], headline: dict, task: InContextMetaLearning) -> dict:
+def claims(phases: list[PhaseRow], headline: dict, task: InContextMetaLearning) -> dict:
     """The paper's claims for the first seed, tested in numbers (see module docstring)."""
     chance = 1 / task.n_tasks
-    accuracies = [phase["accuracy"] for phase in phases]
+    accuracies = [phase.accuracy for phase in phases]
     found = {
         "phase_count": claim(f"{headline['expected_phases']} accuracy plateaus (number of "
                              "phases found)", float(len(phases)),
@@ -191,11 +179,11 @@ def claims(phases: list[dict], headline: dict, task: InContextMetaLearning) -> d
             abs(accuracies[0] - chance) <= 0.08)
         found["phase1_bigram"] = claim(
             "Phase 1 is Bigram in both layers (layers whose dominant metric agrees)",
-            float(sum(a == b for a, b in zip(phases[0]["dominant"], PAPER_CIRCUITS[0],
+            float(sum(a == b for a, b in zip(phases[0].dominant, PAPER_CIRCUITS[0],
                                              strict=True))),
-            tuple(phases[0]["dominant"]) == PAPER_CIRCUITS[0])
+            phases[0].dominant == PAPER_CIRCUITS[0])
     if len(phases) > 1:
-        final = tuple(phases[-1]["rising"])
+        final = phases[-1].rising
         found["final_circuit"] = claim(
             "the last phase's rising circuit is Phase 3's: Chunk Example / Label Attention "
             "(layers that agree)",
@@ -208,8 +196,8 @@ def claims(phases: list[dict], headline: dict, task: InContextMetaLearning) -> d
             accuracies[1], abs(accuracies[1] - bag) <= 0.08)
         found["phase2_label_attention"] = claim(
             "Phase 2's rising circuit in layer 1 is Label Attention",
-            float(phases[1]["rising"][0] == "label_attention"),
-            phases[1]["rising"][0] == "label_attention")
+            float(phases[1].rising[0] == "label_attention"),
+            phases[1].rising[0] == "label_attention")
     return found
 
 
@@ -217,8 +205,8 @@ def figures(store: RunStore) -> list[tuple[str, str]]:
     n_tasks = store.read_json("config.json")["config"]["task"]["n_tasks"]
     levels = {"1/T": 1 / n_tasks,
               "label bag": store.read_json("summary.json")["headline"]["label_bag_accuracy"]}
-    return recipe_figures(store, EVAL_SETS, "in_distribution", levels,
-                          "In-context meta-learning (Minegishi et al. 2025): accuracy")
+    return recipe_figures(store, sets=EVAL_SETS, circuit_set="in_distribution", levels=levels,
+                          title="In-context meta-learning (Minegishi et al. 2025): accuracy")
 
 
 RECIPE = register(Recipe(

@@ -17,23 +17,18 @@ import jax
 import numpy as np
 import pandas as pd
 
+from iclab.analysis import PhaseRule, jump_step, phase_table, smoothed, steepest_gain
 from iclab.config import Seeds
 from iclab.formats import ItemLabelTokens
 from iclab.models import TransformerConfig
-from iclab.recipes.circuit_study import (
+from iclab.recipes.classification.figures import bursty_levels, recipe_figures
+from iclab.recipes.classification.setup import (
     PAPER_MODEL,
     PAPER_TRAINING,
     Clamp,
-    PhaseRule,
-    bursty_levels,
     check_recipe_fields,
     circuit_model_size,
-    jump_step,
-    phase_table,
     quick_training,
-    recipe_figures,
-    smoothed,
-    steepest_gain,
     train_with_circuits,
 )
 from iclab.recipes.registry import Recipe, claim, register
@@ -46,30 +41,20 @@ EVAL_SETS = ("in_distribution", "ic", "ic2", "iw")
 
 @dataclasses.dataclass(frozen=True)
 class ReddyConfig(Seeds):
-    """The setup of Reddy's Fig. 1 (REFERENCE §4) with K = 2048 classes, the largest of
-    Reddy's K sweep; every field is a CLI option.
-
-    At Fig. 1's K = 512 this network memorises the 512 classes' labels within a few
-    thousand steps and then reads the query's label off the context's labels that its
-    weights allow, a mixed strategy under which the induction head forms gradually and IC
-    accuracy creeps instead of jumping (measured in ``docs/recipes/reddy.md``; Reddy's
-    own initialisation and B = 2 do the same). At K = 2048 memorising is slow enough that
-    the slow phase and then the induction head's rise appear as in the paper; the phase
-    rule calls the rise abrupt at ``--quick``'s lr 0.05, not at lr 0.01, where the same
-    rise in lr × steps takes five times as many steps.
+    """The setup of Reddy's (2024) Fig. 1 with K = 2048 classes, the largest of his K
+    sweep (why not Fig. 1's K = 512: docs/recipes/reddy.md); every field is a CLI option.
 
     Attributes:
         task: K = 2048, L = 32, N = 8, D = 63, eps = 0.1, B = 4, p_B = 1, alpha = 0.
         format: fixed random label vectors, one-hot position code at a random offset.
         model: two attention-only layers of one head, width 128, unscaled softmax, no
             LayerNorm, no output projection, ReLU MLP classifier.
-        train: plain SGD, lr 0.01, batch 128, 60 000 steps (the jump ends by ≈ 30 000).
-        phases: the rule that finds the jump (a rise > 0.025 within 100 steps).
-        intervention: clamp layer 1's attention for all of training (see
-            :func:`~iclab.recipes.circuit_study.layer1_clamp`): "clamp-previous-token"
+        train: plain SGD, lr 0.01, batch 128, 60 000 steps.
+        phases: the rule that finds the jump: a rise of more than 0.025 within 1000 steps
+            at lr 0.01 (scaled by 0.01 / lr).
+        intervention: clamp layer 1's attention for all of training: "clamp-previous-token"
             hands it the induction circuit's first half, so the plateau before the jump
-            should shorten (Singh et al. 2024); "clamp-self" removes it.
-        seed, seeds: see :class:`~iclab.config.Seeds`.
+            should shorten (Singh et al. 2024); "clamp-self" makes every token read itself.
         eval_seed: seed of the fixed evaluation sets.
     """
 
@@ -79,7 +64,7 @@ class ReddyConfig(Seeds):
                                               position_offset="random")
     model: TransformerConfig = PAPER_MODEL
     train: TrainConfig = dataclasses.replace(PAPER_TRAINING, steps=60_000)
-    phases: PhaseRule = PhaseRule()
+    phases: PhaseRule = PhaseRule(reference_lr=PAPER_TRAINING.lr)
     intervention: Clamp = "none"
     eval_seed: int = 10_000
 
@@ -89,19 +74,15 @@ class ReddyConfig(Seeds):
 
 
 def quick() -> ReddyConfig:
-    """``--quick``: the same setup at lr 0.05 for 10 000 steps (see
-    :func:`~iclab.recipes.circuit_study.quick_training`)."""
+    """``--quick``: the same setup at lr 0.05 for 10 000 steps (:func:`quick_training`)."""
     return ReddyConfig(train=quick_training(10_000))
 
 
-def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> dict:
+def run(config: ReddyConfig, store: RunStore, *, resume: bool, progress: bool) -> dict:
     task = config.task
     all_sets = evaluation_sets(task, jax.random.key(config.eval_seed), config.train.eval_size)
     sets = {name: all_sets[name] for name in EVAL_SETS}
-    evals = train_with_circuits(
-        task, config.format, config.model, config.train, config.seed_list, sets, store,
-        resume, progress, config.intervention)
-    n_layers, n_heads = config.model.n_layers, config.model.n_heads
+    evals = train_with_circuits(config, sets, store, resume=resume, progress=progress)
     per_seed = [seed_numbers(evals, seed, task, config.phases, config.train.lr)
                 for seed in config.seed_list]
     headline = {key: float(np.mean([s[key] for s in per_seed]))
@@ -113,11 +94,12 @@ def run(config: ReddyConfig, store: RunStore, resume: bool, progress: bool) -> d
     headline.update({key: first[key] for key in (
         "rise_steps", "steepest_ic_gain_per_100_steps", "plateau_ic_accuracy", "ila1_rise",
         "tila2_rise")})
-    phases = phase_table(evals, config.seed, "ic", n_layers, n_heads, config.phases,
-                         config.train.lr)
+    phases = phase_table(evals, seed=config.seed, set_name="ic",
+                         n_layers=config.model.n_layers, n_heads=config.model.n_heads,
+                         rule=config.phases, lr=config.train.lr)
     return {"description": __doc__.strip().splitlines()[0], "headline": headline,
             "model_size": circuit_model_size(config.model, config.format, task),
-            "phases": phases, "per_seed": per_seed,
+            "phases": [phase.to_dict() for phase in phases], "per_seed": per_seed,
             "claims": claims(first, task, clamped=config.intervention != "none")}
 
 
@@ -138,7 +120,7 @@ def seed_numbers(evals: pd.DataFrame, seed: int, task: BurstyClassification,
     ic = smoothed(rows.eval_ic_accuracy.to_numpy(), rule.smoothing)
     rise = ic_rise(steps, ic, pick_in_context)
     numbers = {"seed": seed,
-               "jump_step": jump_step(evals, seed, "eval_ic_accuracy", rule, lr,
+               "jump_step": jump_step(evals, "eval_ic_accuracy", seed=seed, rule=rule, lr=lr,
                                       above=pick_in_context + 0.1),
                "rise_steps": rise,
                "steepest_ic_gain_per_100_steps": steepest_gain(steps, ic, int(steps[0]),
@@ -171,7 +153,7 @@ def ic_rise(steps: np.ndarray, ic: np.ndarray, pick_in_context: float, top: floa
     return [int(steps[start]), int(steps[end])]
 
 
-def claims(first: dict, task: BurstyClassification, clamped: bool) -> dict:
+def claims(first: dict, task: BurstyClassification, *, clamped: bool) -> dict:
     """Reddy's claims for the first seed, tested in numbers (see module docstring); with
     layer 1 clamped there is no slow phase to wait through and ILA1 cannot rise, so only
     the jump is tested."""
@@ -196,8 +178,9 @@ def claims(first: dict, task: BurstyClassification, clamped: bool) -> dict:
 
 def figures(store: RunStore) -> list[tuple[str, str]]:
     task = store.read_json("config.json")["config"]["task"]
-    return recipe_figures(store, EVAL_SETS, "ic", bursty_levels(task),
-                          "Bursty classification (Reddy 2024): accuracy per evaluation set")
+    return recipe_figures(store, sets=EVAL_SETS, circuit_set="ic", levels=bursty_levels(task),
+                          title="Bursty classification (Reddy 2024): accuracy per evaluation "
+                                "set")
 
 
 RECIPE = register(Recipe(

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from iclab.store import RunStore
+
+
+@runtime_checkable
+class RunRecipe(Protocol):
+    """``run(config, store, *, resume, progress) -> summary``: trains and analyses into
+    ``store`` (continuing its checkpoint with ``resume``) and returns the summary."""
+
+    def __call__(self, config: Any, store: RunStore, *, resume: bool, progress: bool
+                 ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -28,7 +37,7 @@ class Recipe:
     name: str
     description: str
     config_type: type
-    run: Callable[[Any, RunStore, bool, bool], dict[str, Any]]
+    run: RunRecipe
     figures: Callable[[RunStore], list[tuple[str, str]]]
     quick: Callable[[], Any] | None = None
 

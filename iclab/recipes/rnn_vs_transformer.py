@@ -26,17 +26,18 @@ import pandas as pd
 
 from iclab.config import Seeds, require
 from iclab.formats import ItemLabelTokens, SequenceLabelTokens
-from iclab.models import RecurrentConfig, TransformerConfig, model_size, parameter_count
-from iclab.plotting import mark_levels, save, subplots
-from iclab.recipes.circuit_study import bursty_levels, model_factory
-from iclab.recipes.gpicl_study import (
+from iclab.models import (
     ModelConfig,
-    Warmup,
-    late_accuracy,
-    position_accuracy,
-    train_gpicl_model,
-    warm_up,
+    RecurrentConfig,
+    TransformerConfig,
+    model_size,
+    parameter_count,
 )
+from iclab.plotting import mark_levels, save, subplots
+from iclab.recipes.classification.figures import bursty_levels
+from iclab.recipes.classification.setup import model_factory
+from iclab.recipes.gpicl.evaluation import late_accuracy, position_accuracy
+from iclab.recipes.gpicl.setup import Warmup, train_gpicl_model, warm_up
 from iclab.recipes.registry import Recipe, claim, register
 from iclab.store import RunStore
 from iclab.tasks import BurstyClassification, GPICLTask, evaluation_sets, gpicl_evaluation_sets
@@ -50,23 +51,17 @@ class RnnVsTransformerConfig(Seeds):
     """Every field is a CLI option.
 
     Attributes:
-        gpicl: the GPICL task (``kirsch``'s largest pool: 2^16 MNIST tasks, 30 examples).
-        gpicl_train: training of every model on ``gpicl``.
-        warmup: each model's warm-up on an easier dataset before ``gpicl`` (see
-            :class:`~iclab.recipes.gpicl_study.Warmup`).
+        gpicl: the GPICL task (kirsch's largest pool: 2^16 MNIST tasks, 30 examples).
+        gpicl_train: training of every model on gpicl.
+        warmup: each model's warm-up on an easier dataset before gpicl.
         tasks: which comparisons to run: "gpicl", "bursty" or both.
-        bursty: Reddy's bursty classification task (K = 512, B = 4, p_B = 1). Within
-            ``bursty_train``'s 4000 Adam steps no model forms an induction head: the
-            transformer memorises the classes (see the recipe's docs).
+        bursty: Reddy's bursty classification task (K = 512, B = 4, p_B = 1).
         bursty_format: its tokens (item + position code, fixed random label vectors).
-        bursty_train: training of every model on ``bursty``.
+        bursty_train: training of every model on bursty.
         transformer: the transformer both comparisons start from.
         cells: recurrent cells to compare.
         max_hidden: the largest recurrent hidden size trained (a state-size match beyond it
-            is capped, and marked so in the summary). 256 keeps the default run within
-            tens of minutes on a 2-core CPU: an LSTM step costs ~hidden², and hidden 512
-            trains at ~4 steps/s there; the full match (3840) is for a GPU.
-        seed, seeds: see :class:`~iclab.config.Seeds`.
+            is capped, and marked so in the summary); the full match (3840) is for a GPU.
         eval_seed: seed of the fixed evaluation sets.
     """
 
@@ -113,7 +108,7 @@ def quick() -> RnnVsTransformerConfig:
         gpicl_train=dataclasses.replace(config.gpicl_train, steps=1500))
 
 
-def matched_models(transformer: TransformerConfig, cells: tuple[str, ...], d_in: int,
+def matched_models(transformer: TransformerConfig, cells: tuple[str, ...], *, d_in: int,
                    d_out: int, seq_len: int, max_hidden: int) -> dict[str, ModelConfig]:
     """The transformer and, per cell, the recurrent nets matched to its parameter count
     (``{cell}-params``) and to its state size (``{cell}-state``, capped at ``max_hidden``)."""
@@ -150,19 +145,22 @@ def _hidden_for_parameters(cell: str, d_in: int, d_out: int, target: int, max_hi
         _parameters(RecurrentConfig(cell=cell, hidden_size=h), d_in, d_out) - target))
 
 
-def run(config: RnnVsTransformerConfig, store: RunStore, resume: bool, progress: bool) -> dict:
+def run(config: RnnVsTransformerConfig, store: RunStore, *, resume: bool, progress: bool
+        ) -> dict:
     key_gpicl, key_bursty = jax.random.split(jax.random.key(config.eval_seed))
     summary = {"description": __doc__.strip().splitlines()[0], "headline": {},
                "model_size": {}}
     arrays = {}
     if "gpicl" in config.tasks:
-        accuracy, curves, sizes = _gpicl(config, store, key_gpicl, resume, progress)
+        accuracy, curves, sizes = _gpicl(config, store, key_gpicl, resume=resume,
+                                         progress=progress)
         arrays.update({f"gpicl_{name}": curve for name, curve in curves.items()})
         summary["headline"]["gpicl_unseen_accuracy"] = accuracy
         summary["model_size"]["gpicl"] = sizes
         summary.update(models=list(accuracy), default_model="gpicl/transformer")
     if "bursty" in config.tasks:
-        accuracy, sizes = _bursty(config, store, key_bursty, resume, progress)
+        accuracy, sizes = _bursty(config, store, key_bursty, resume=resume,
+                                  progress=progress)
         summary["headline"]["bursty"] = accuracy
         summary["model_size"]["bursty"] = sizes
         summary.setdefault("models", list(accuracy))
@@ -171,23 +169,24 @@ def run(config: RnnVsTransformerConfig, store: RunStore, resume: bool, progress:
     return summary
 
 
-def _gpicl(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, resume: bool,
+def _gpicl(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, *, resume: bool,
            progress: bool) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
     """Warm up and train every model on the GPICL task: late-sequence accuracy on unseen
     tasks, accuracy at every position ``(seeds, seq_len)`` and model sizes, per model."""
     task = config.gpicl
     d_in = SequenceLabelTokens(task.n_classes).token_dim(task.input_dim)
-    models = matched_models(config.transformer, config.cells, d_in, task.n_classes,
-                            task.seq_len, config.max_hidden)
+    models = matched_models(config.transformer, config.cells, d_in=d_in, d_out=task.n_classes,
+                            seq_len=task.seq_len, max_hidden=config.max_hidden)
     sets = gpicl_evaluation_sets(task, key, config.gpicl_train.eval_size)
     curves, sizes = {}, {}
     for index, (name, model) in enumerate(models.items()):
         folder = store.path / "gpicl" / name
-        warm = warm_up(config.warmup, task, model, config.gpicl_train, config.seed_list,
-                       {"unseen_tasks": sets["unseen_tasks"]}, folder / "warmup", resume,
-                       progress)
-        trained, _ = train_gpicl_model(task, model, config.gpicl_train, config.seed_list,
-                                       sets, folder, resume, progress,
+        warm = warm_up(config.warmup, task, model, config.gpicl_train, seeds=config.seed_list,
+                       eval_sets={"unseen_tasks": sets["unseen_tasks"]},
+                       folder=folder / "warmup", resume=resume, progress=progress)
+        trained, _ = train_gpicl_model(task, model, config.gpicl_train, seeds=config.seed_list,
+                                       eval_sets=sets, folder=folder, resume=resume,
+                                       progress=progress,
                                        description=f"GPICL {name} ({index + 1}/{len(models)})",
                                        initial_params=warm)
         unseen = {"unseen_tasks": sets["unseen_tasks"]}
@@ -206,14 +205,14 @@ def with_state_matched(sizes: dict[str, dict]) -> dict[str, dict]:
             for name, size in sizes.items()}
 
 
-def _bursty(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, resume: bool,
+def _bursty(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, *, resume: bool,
             progress: bool) -> tuple[dict[str, dict[str, float]], dict]:
     """Train every model on Reddy's bursty task: final accuracy on each evaluation set, and
     model sizes, per model."""
     task, fmt = config.bursty, config.bursty_format
     width = fmt.token_dim(task.dim)
-    models = matched_models(config.transformer, config.cells, width, task.n_labels,
-                            2 * task.n_context + 1, config.max_hidden)
+    models = matched_models(config.transformer, config.cells, d_in=width, d_out=task.n_labels,
+                            seq_len=2 * task.n_context + 1, max_hidden=config.max_hidden)
     all_sets = evaluation_sets(task, key, config.bursty_train.eval_size)
     sets = {name: all_sets[name] for name in BURSTY_SETS}
     results, sizes = {}, {}
@@ -221,7 +220,7 @@ def _bursty(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, res
         folder = store.path / "bursty" / name
         build = model_factory(model, fmt, task.dim, task.n_context)
         trainer = Trainer(task, fmt, build, config.bursty_train)
-        _, _, evals = fit(trainer, config.seed_list, sets, folder,
+        _, _, evals = fit(trainer, config.seed_list, sets, out_dir=folder,
                           resume=resume and (folder / "checkpoint.npz").exists(),
                           progress=progress,
                           description=f"bursty {name} ({index + 1}/{len(models)})")

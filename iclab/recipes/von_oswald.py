@@ -17,16 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from iclab.algorithms import (
-    GDPlusPlus,
-    Learner,
-    ModelLearner,
-    Ridge,
-    ZeroPredictor,
-    query_loss,
-    tune_gd,
-    tune_gd_plus_plus,
-)
+from iclab.algorithms import GDPlusPlus, Ridge, tune_gd, tune_gd_plus_plus
 from iclab.analysis import (
     icl_curve,
     prediction_difference,
@@ -38,6 +29,7 @@ from iclab.analysis import (
 )
 from iclab.config import Seeds, require
 from iclab.formats import PairTokens
+from iclab.learners import Learner, ModelLearner, ZeroPredictor, query_loss
 from iclab.models import LinearSelfAttention, LSAConfig, gd_construction, model_size
 from iclab.plotting import COLORS, save, subplots
 from iclab.recipes.registry import Recipe, claim, register
@@ -48,13 +40,12 @@ from iclab.train import TrainConfig, Trainer, fit
 
 @dataclasses.dataclass(frozen=True)
 class VonOswaldConfig(Seeds):
-    """The paper's setup (REFERENCE §1); every field is a CLI option.
+    """The setup of von Oswald et al. (2022, §3, Fig. 2); every field is a CLI option.
 
     Attributes:
         task: the regression task distribution (authors' code: x ~ U(-0.5, 0.5)).
         model: the linear self-attention stack (1 layer by default).
         train: Adam lr 1e-3, b2 0.98, batch 2048, 5000 steps, gradient clip 0.001.
-        seed, seeds: see :class:`~iclab.config.Seeds`.
         eval_seed: seed of the fixed evaluation and step-size tuning episodes.
         tuning_size: held-out episodes on which GD's step size is tuned.
         shift_episodes: episodes per point of the out-of-distribution curves.
@@ -78,7 +69,7 @@ INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 WEIGHT_SCALES = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
 
 
-def run(config: VonOswaldConfig, store: RunStore, resume: bool, progress: bool) -> dict:
+def run(config: VonOswaldConfig, store: RunStore, *, resume: bool, progress: bool) -> dict:
     task, fmt, n_layers = config.task, PairTokens(), config.model.n_layers
     d_model = fmt.token_dim(task.dim)
     eval_key, tuning_key, shift_key = jax.random.split(jax.random.key(config.eval_seed), 3)
@@ -91,8 +82,10 @@ def run(config: VonOswaldConfig, store: RunStore, resume: bool, progress: bool) 
             else GDPlusPlus(eta=gd.eta, gamma=0.0, steps=1))  # one step: GD++ is GD
     baselines = {"gd": gd, "gdpp": gdpp, "lsq": Ridge(0.0), "zero": ZeroPredictor()}
 
-    trainer = Trainer(task, fmt, lambda key: config.model.build(d_model, key=key), config.train)
-    state, _, _ = fit(trainer, config.seed_list, eval_episodes, store.path, resume, progress)
+    trainer = Trainer(task, fmt, lambda key: config.model.build(d_model, d_model, key=key),
+                      config.train)
+    state, _, _ = fit(trainer, config.seed_list, eval_episodes, out_dir=store.path,
+                      resume=resume, progress=progress)
     models = [trainer.model(jax.tree.map(lambda x, i=i: x[i], state.params))
               for i in range(config.seeds)]
     learners = [ModelLearner(model, fmt) for model in models]

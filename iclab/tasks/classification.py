@@ -57,24 +57,23 @@ class BurstyClassification:
     """Reddy's (2023) in-context classification distribution (after Chan et al. 2022).
 
     Attributes:
-        n_classes: number of training classes K (a multiple of ``n_labels`` for the
+        n_classes: number of training classes K (a multiple of n_labels for the
             "modulo" label map).
         n_labels: number of labels L.
         n_context: context pairs N per sequence (one query follows them).
         dim: item dimension D.
-        within_class_noise: eps in ``x = (mu_k + eps·z) / sqrt(1 + eps²)``.
+        within_class_noise: eps in x = (mu_k + eps·z) / sqrt(1 + eps²).
         burstiness: B; a bursty sequence holds N / B distinct classes, each B times.
         p_bursty: probability p_B that a sequence is bursty (its query class is one of its
             N / B context classes); otherwise all N + 1 classes are i.i.d. Zipf draws.
         p_novel: probability p_C that a sequence is bursty over N / B freshly drawn novel
             classes with labels drawn uniformly from the L labels (solvable only in context).
-        zipf_alpha: exponent of the class distribution ``p(k) ∝ (k + 1)^−alpha`` (0 is
+        zipf_alpha: exponent of the class distribution p(k) ∝ (k + 1)^−alpha (0 is
             uniform); the bursty classes are drawn from it without replacement.
-        class_seed: seed of the fixed class means and labels (see :meth:`class_means`,
-            :meth:`class_labels`).
+        class_seed: seed of the fixed class means and labels.
         label_map: "modulo": class k has label k mod L (Reddy 2023); "random": each class
             has a label drawn uniformly from the L (Minegishi et al. 2025), fixed by
-            ``class_seed``.
+            class_seed.
     """
 
     n_classes: int = 512
@@ -147,13 +146,25 @@ class InContextMetaLearning:
     class is drawn from all K classes, so the context mostly serves to identify the task.
 
     Attributes:
-        n_tasks: number of label-shift tasks T (at most ``n_labels``, so shifts differ).
-        task_zipf_alpha: exponent of the task prior ``p(tau) ∝ (tau + 1)^−alpha``.
-        label_map: "random" by default, as in the paper's code. With every label holding
-            K / L classes ("modulo") the bag of context labels says nothing about the task,
-            so Phase 2's label-attention reader is stuck at 1/T (see
-            ``docs/recipes/minegishi.md``).
-        The others: as in :class:`BurstyClassification`.
+        n_tasks: number of label-shift tasks T (at most n_labels, so shifts differ).
+        task_zipf_alpha: exponent of the task prior p(tau) ∝ (tau + 1)^−alpha.
+        n_classes: number of training classes K (a multiple of n_labels for the
+            "modulo" label map).
+        n_labels: number of labels L.
+        n_context: context pairs N per sequence (one query follows them).
+        dim: item dimension D.
+        within_class_noise: eps in x = (mu_k + eps·z) / sqrt(1 + eps²).
+        burstiness: B; a bursty sequence holds N / B distinct classes, each B times.
+        p_bursty: probability p_B that a sequence is bursty (its query class is one of its
+            N / B context classes); otherwise all N + 1 classes are i.i.d. Zipf draws.
+        p_novel: probability p_C that a sequence is bursty over N / B freshly drawn novel
+            classes with labels drawn uniformly from the L labels (solvable only in context).
+        zipf_alpha: exponent of the class distribution p(k) ∝ (k + 1)^−alpha (0 is
+            uniform); the bursty classes are drawn from it without replacement.
+        class_seed: seed of the fixed class means and labels.
+        label_map: "random" (the paper's code): each class has a label drawn uniformly from
+            the L; "modulo": class k has label k mod L, so every label holds K / L classes
+            and the bag of context labels says nothing about the task.
     """
 
     n_tasks: int = 3

@@ -79,18 +79,18 @@ class GPICLTask:
     """Kirsch et al.'s (2022) task distribution over one dataset.
 
     Attributes:
-        n_tasks_log2: k, for a pool of ``2^k`` tasks (0 … 30); ``None`` draws a fresh task
-            for every sequence (task id ``-1``).
+        n_tasks_log2: k, for a pool of 2^k tasks (0 … 30); None draws a fresh task
+            for every sequence (task id -1).
         input_dim: size of the projected inputs (the token's input slot).
-        n_classes: the fixed output size; labels are permuted within ``0 … n_classes − 1``
+        n_classes: the fixed output size; labels are permuted within 0 … n_classes − 1
             and must cover the dataset's classes (fewer is fine).
         seq_len: examples per sequence.
         task_seed: seed of the task stream (pool and unseen tasks).
-        dataset: a name of :data:`iclab.data.DATASETS`, loaded (once per process) on first
+        dataset: a name of iclab.data.DATASETS, loaded (once per process) on first
             use; datasets are held by name so the task stays a hashable, serialisable
             config.
-        dataset_seed: seed of the dataset's train/test split (``load_dataset``'s seed).
-        dataset_path: the file or folder of the ``idx`` / ``npz`` loaders, else ``None``.
+        dataset_seed: seed of the dataset's train/test split (load_dataset's seed).
+        dataset_path: the file or folder of the idx / npz loaders, else None.
         split: which split the examples come from: "train" for meta-training, "test" for
             evaluation.
         biased_fraction: the share of every sampled batch whose labels are permuted by one

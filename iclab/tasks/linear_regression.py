@@ -26,13 +26,13 @@ class LinearRegression:
         dim: input dimension d.
         n_context: context pairs N per episode (one query follows them).
         x_distribution: "uniform" draws x ~ U(-x_scale/2, x_scale/2) per coordinate (the
-            authors' ``input_range`` convention); "gaussian" draws x ~ N(0, x_scale² I).
+            authors' input_range convention); "gaussian" draws x ~ N(0, x_scale² I).
         x_scale: width of the uniform range, or the Gaussian's standard deviation.
         w_scale: prior standard deviation of the weights, w ~ N(0, w_scale² I).
         noise_std: standard deviation of Gaussian output noise on every y.
         pool_size: if set, weights come from a fixed pool of this many tasks, task i
-            having w_i = w_scale · N(0, I) drawn from ``fold_in(pool_seed, i)`` — any pool
-            size costs no memory. ``None`` draws fresh weights for every episode.
+            having w_i = w_scale · N(0, I) drawn from fold_in(pool_seed, i) — any pool
+            size costs no memory. None draws fresh weights for every episode.
         pool_seed: seed of the finite task pool.
     """
 

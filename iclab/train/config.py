@@ -17,12 +17,14 @@ class TrainConfig:
         batch_size: episodes per step (fresh episodes every step).
         optimizer: "adam", "adamw" (decoupled weight decay) or "sgd".
         lr: peak learning rate.
-        b1, b2, eps: Adam's moment decays and epsilon.
+        b1: Adam's decay of the first moment (the gradient's running mean).
+        b2: Adam's decay of the second moment (the squared gradient's running mean).
+        eps: Adam's epsilon, added to the second moment's square root.
         weight_decay: AdamW's decoupled weight decay.
-        warmup_steps: linear warm-up from 0 to ``lr`` over this many steps.
-        grad_clip: clip the global gradient norm to this value; ``None`` disables.
+        warmup_steps: linear warm-up from 0 to lr over this many steps.
+        grad_clip: clip the global gradient norm to this value; None disables.
         eval_every: steps per compiled chunk; the fixed evaluation set is scored after each.
-        checkpoint_every: steps between checkpoints (a multiple of ``eval_every``).
+        checkpoint_every: steps between checkpoints (a multiple of eval_every).
         eval_size: episodes in the fixed evaluation set.
     """
 

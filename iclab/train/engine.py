@@ -26,8 +26,8 @@ import pandas as pd
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
-from iclab.algorithms.learner import ModelLearner
 from iclab.formats.regression import Format
+from iclab.learners import ModelLearner
 from iclab.models.hooks import Intervention
 from iclab.tasks.base import Task
 from iclab.train.checkpoint import load_checkpoint, save_checkpoint
@@ -146,7 +146,7 @@ class Trainer:
         return metrics
 
 
-def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any,
+def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
         out_dir: Path | str | None = None, resume: bool = False, progress: bool = True,
         description: str = "training", initial_params: Any = None, *,
         logger: MetricLogger | None = None

@@ -51,7 +51,7 @@ class TrainedModel:
 
 
 def save_trained_model(folder: Path, config: TransformerConfig | RecurrentConfig,
-                       params: Any, d_in: int, d_out: int, seeds: list[int],
+                       params: Any, *, d_in: int, d_out: int, seeds: list[int],
                        about: dict[str, Any]) -> None:
     """Write ``params`` (the array leaves of ``config.build(d_in, d_out)``, stacked over
     ``seeds`` on axis 0, as a :class:`~iclab.train.Trainer` holds them) to ``folder``."""
