@@ -148,7 +148,7 @@ class Trainer:
 
 def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
         out_dir: Path | str | None = None, resume: bool = False, progress: bool = True,
-        description: str = "training", initial_params: Any = None, *,
+        description: str = "training", initial_params: Any = None,
         logger: MetricLogger | None = None
         ) -> tuple[TrainState, pd.DataFrame, pd.DataFrame]:
     """Train ``seeds`` to ``config.steps``; return the final state and the metric tables.
