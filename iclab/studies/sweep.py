@@ -1,0 +1,178 @@
+"""A sweep: one recipe run at every point of a grid of its options, as one resumable folder.
+
+::
+
+    SWEEP_DIR/
+      sweep.json        the spec: recipe, base config, swept axes, backend
+      point-000/ …      one ordinary run folder per point (``iclab.load_run`` reads each)
+      results.parquet   one row per point × seed: every swept field, the seed, every
+                        headline number of that seed, and every claim's verdict
+
+Each point is a run like any other, so a sweep inherits its guarantees: a killed sweep
+continues with ``resume=True`` (finished points are skipped, interrupted ones continue from
+their checkpoints) and ends with the table an uninterrupted sweep would have written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from iclab.config import from_dict, to_dict
+from iclab.errors import ConfigError, RunFolderError
+from iclab.recipes.registry import get_recipe
+from iclab.runs import Run, load_run
+from iclab.store import RunStore
+from iclab.studies.backends import Backend, LocalBackend, PointTask
+from iclab.studies.grid import Axis, Point, parse_axis, points
+
+SPEC = "sweep.json"
+RESULTS = "results.parquet"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep runs: ``recipe`` at every point of ``axes`` × ``zipped`` around ``base``.
+
+    Attributes:
+        recipe: the recipe's name.
+        base: its config where the grid does not set a value.
+        axes: fields swept as a product.
+        zipped: fields that vary together (one more axis of the product).
+    """
+
+    recipe: str
+    base: Any
+    axes: tuple[Axis, ...]
+    zipped: tuple[Axis, ...] = ()
+
+    @property
+    def fields(self) -> list[str]:
+        return [axis.field for axis in (*self.axes, *self.zipped)]
+
+    def points(self) -> list[Point]:
+        return points(self.base, self.axes, self.zipped)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"recipe": self.recipe, "base": to_dict(self.base),
+                "axes": [dataclasses.asdict(a) for a in self.axes],
+                "zipped": [dataclasses.asdict(a) for a in self.zipped]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, where: str) -> SweepSpec:
+        try:
+            recipe = get_recipe(data["recipe"])
+            return cls(recipe.name, from_dict(recipe.config_type, data["base"]),
+                       tuple(Axis(a["field"], tuple(a["values"])) for a in data["axes"]),
+                       tuple(Axis(a["field"], tuple(a["values"])) for a in data["zipped"]))
+        except (KeyError, TypeError) as error:
+            raise RunFolderError(f"{where}: not an iclab sweep spec ({error!r})") from None
+
+
+def make_spec(recipe: str, base: Any, grid: Sequence[str], zipped: Sequence[str] = ()
+              ) -> SweepSpec:
+    """The spec of sweeping ``recipe`` over ``grid`` (``FIELD=VALUES`` each, see
+    :mod:`iclab.studies.grid`) and ``zipped`` around ``base``; every point is validated."""
+    entry = get_recipe(recipe)
+    if not grid and not zipped:
+        raise ConfigError("a sweep needs at least one --grid FIELD=VALUES")
+    spec = SweepSpec(entry.name, base, tuple(parse_axis(t, entry.config_type) for t in grid),
+                     tuple(parse_axis(t, entry.config_type) for t in zipped))
+    spec.points()  # builds every point's config: a bad value fails before any work
+    return spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A sweep folder: its spec, its points' runs, and the results table."""
+
+    path: Path
+    spec: SweepSpec
+
+    @property
+    def points(self) -> list[Point]:
+        return self.spec.points()
+
+    def finished(self, point: Point) -> bool:
+        return (self.path / point.name / "summary.json").exists()
+
+    def run(self, point: Point) -> Run:
+        """The finished run of ``point``."""
+        return load_run(self.path / point.name)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """``results.parquet``: one row per point × seed (see the module docstring)."""
+        return RunStore.existing(self.path).read_table(RESULTS)
+
+
+def run_sweep(spec: SweepSpec, *, out: str | Path, resume: bool = False,
+              backend: Backend | None = None, progress: bool = True) -> Sweep:
+    """Run every point of ``spec`` into ``out`` on ``backend`` (default: here, one after
+    another) and write the results table. ``resume=True`` continues the sweep stored in
+    ``out`` (its spec must be ``spec``'s): finished points are skipped, interrupted ones
+    resumed."""
+    store = RunStore.for_sweep(Path(out), resume=resume)
+    if resume:
+        stored = SweepSpec.from_json(store.read_json(SPEC), where=str(store.path / SPEC))
+        if stored.recipe != spec.recipe:
+            raise ConfigError(f"{store.path} is a sweep of {stored.recipe!r}, not "
+                              f"{spec.recipe!r}")
+        spec = stored
+    else:
+        store.write_json(SPEC, spec.to_json())
+    sweep = Sweep(store.path, spec)
+    tasks = [PointTask(spec.recipe, to_dict(point.config), str(store.path / point.name),
+                       RunStore.holds_checkpoint(store.path / point.name))
+             for point in sweep.points if not sweep.finished(point)]
+    run_task = functools.partial(run_point, progress=progress)
+    (backend or LocalBackend()).run(tasks, run_task)
+    write_results(sweep)
+    return sweep
+
+
+def run_point(task: PointTask, *, progress: bool = False) -> None:
+    """Train and analyse one point into its run folder (what a backend runs)."""
+    from iclab.runner import run
+
+    recipe = get_recipe(task.recipe)
+    run(recipe.name, from_dict(recipe.config_type, task.config), out=task.folder,
+        resume=task.resume, progress=progress)
+
+
+def write_results(sweep: Sweep) -> pd.DataFrame:
+    """Gather every finished point's summary into ``results.parquet`` and return it."""
+    rows = []
+    for point in sweep.points:
+        if not sweep.finished(point):
+            continue
+        summary = sweep.run(point).summary
+        for index, seed in enumerate(summary.run.seeds):
+            row: dict[str, Any] = {"point": point.index, **point.values, "seed": seed}
+            for name, number in summary.headline.items():
+                per_seed = number.per_seed
+                row[name] = per_seed[index] if len(per_seed) == len(summary.run.seeds) \
+                    else number.value
+            row.update({f"claim.{name}": c.passed for name, c in summary.claims.items()})
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    RunStore.existing(sweep.path).write_table(RESULTS, table)
+    return table
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read the sweep folder ``path`` back."""
+    store = RunStore.existing(Path(path))
+    if not store.exists(SPEC):
+        raise RunFolderError(f"{store.path} is not a sweep folder (no {SPEC})")
+    return Sweep(store.path, SweepSpec.from_json(store.read_json(SPEC),
+                                                 where=str(store.path / SPEC)))
+
+
+__all__ = ["Sweep", "SweepSpec", "load_sweep", "make_spec", "run_point",
+           "run_sweep", "write_results"]
