@@ -32,7 +32,10 @@ def mark_levels(ax: plt.Axes, levels: Mapping[str, float]) -> None:
         ax.annotate(text, (ax.get_xlim()[0], level), fontsize=8, color="0.4", va="bottom")
 
 
-def save(figure: Figure, path: Path) -> None:
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+def save(figure: Figure, path: Path, *, tight_layout: bool = True) -> None:
+    """Write ``figure`` as a PNG and close it; ``tight_layout=False`` for figures whose
+    colour bars span several axes (they place themselves)."""
+    if tight_layout:
+        figure.tight_layout()
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)

@@ -32,7 +32,8 @@ from iclab.recipes.gpicl.evaluation import (
     position_accuracy,
 )
 from iclab.recipes.gpicl.setup import Warmup, train_gpicl_model, warm_up
-from iclab.recipes.registry import Recipe, claim, register
+from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.results import Number, RecipeResult, Summary, claim
 from iclab.store import RunStore
 from iclab.tasks import GPICLTask, gpicl_evaluation_sets
 from iclab.train import TrainConfig
@@ -106,7 +107,7 @@ def pool_folder(k: int) -> str:
     return f"tasks_2^{k}"
 
 
-def run(config: KirschConfig, store: RunStore, *, resume: bool, progress: bool) -> dict:
+def run(config: KirschConfig, context: RunContext) -> RecipeResult:
     pools = sorted(config.tasks_log2)
     largest = dataclasses.replace(config.task, n_tasks_log2=pools[-1])
     key_eval, key_tuning = jax.random.split(jax.random.key(config.eval_seed))
@@ -118,22 +119,23 @@ def run(config: KirschConfig, store: RunStore, *, resume: bool, progress: bool) 
     curves = []
     warm = warm_up(config.warmup, config.task, config.model, config.train,
                    seeds=config.seed_list, eval_sets={"unseen_tasks": shared["unseen_tasks"]},
-                   folder=store.path / "warmup", resume=resume, progress=progress)
+                   folder=context.store.path / "warmup", context=context)
     for index, k in enumerate(pools):
         task = dataclasses.replace(config.task, n_tasks_log2=k)
         seen = gpicl_evaluation_sets(task, key_eval, config.train.eval_size)["seen_tasks"]
         models, _ = train_gpicl_model(
             task, config.model, config.train, seeds=config.seed_list,
             eval_sets={"seen_tasks": seen, "unseen_tasks": shared["unseen_tasks"]},
-            folder=store.path / pool_folder(k), resume=resume, progress=progress,
+            folder=context.store.path / pool_folder(k), context=context,
             description=f"2^{k} tasks ({index + 1}/{len(pools)})", initial_params=warm)
         curves.append(position_accuracy(models, task, {"seen_tasks": seen, **{
             name: shared[name] for name in set_names[1:]}}))
     accuracy = np.stack(curves)  # (pools, seeds, sets, positions)
+    context.stage("classical baselines on the same sequences")
     tuning = dataclasses.replace(largest, split="test").sample_unseen(key_tuning, 512)
     baseline_sets = {name: shared[name] for name in set_names[1:]}
     baselines, sgd_lr = baseline_accuracy(config.task, baseline_sets, tuning, config.knn_k)
-    store.write_arrays("results.npz", {"tasks_log2": pools, "accuracy": accuracy,
+    context.store.write_arrays("results.npz", {"tasks_log2": pools, "accuracy": accuracy,
                                        "baseline_accuracy": baselines})
     late = late_accuracy(accuracy).mean(axis=1)  # (pools, sets), mean over seeds
     chance = 1 / config.task.n_classes
@@ -144,19 +146,25 @@ def run(config: KirschConfig, store: RunStore, *, resume: bool, progress: bool) 
                        **{b: float(late_baselines[i, set_names.index(name) - 1])
                           for i, b in enumerate(BASELINES)}}
                 for name in set_names[1:]}
-    headline = {"transition_tasks": transition,
-                "seen_accuracy": dict(zip(map(str, (2**k for k in pools)), seen, strict=True)),
-                "unseen_accuracy": dict(zip(map(str, (2**k for k in pools)), unseen,
-                                            strict=True)),
-                "online_sgd_lr": sgd_lr}
-    return {"description": __doc__.strip().splitlines()[0], "headline": headline,
-            "datasets": datasets, "set_names": set_names,
-            "model_size": model_size(config.model, models[0], config.task.seq_len),
-            "models": [pool_folder(k) for k in pools], "default_model": pool_folder(pools[-1]),
-            "regimes": regimes(pools, seen, unseen, chance),
-            "claims": claims(pools, seen, unseen, chance=chance, datasets=datasets,
-                             dataset_chance={f"dataset_{name}": 1 / task.load_data().n_classes
-                                             for name, task in others.items()})}
+    per_seed = late_accuracy(accuracy)  # (pools, seeds, sets)
+    headline = {"transition_tasks": Number(transition, "smallest pool that learns to learn "
+                                           "(unseen ≥ 80 % of seen, above chance)", "tasks"),
+                **{f"{kind}_accuracy_2^{k}": Number(
+                    late[i, column], f"{kind} tasks, 2^{k} training tasks", "accuracy",
+                    per_seed=tuple(per_seed[i, :, column].tolist()))
+                   for i, k in enumerate(pools)
+                   for column, kind in ((0, "seen"), (1, "unseen"))},
+                "online_sgd_lr": Number(sgd_lr, "online SGD's tuned learning rate")}
+    folders = [pool_folder(k) for k in pools]
+    return RecipeResult(
+        headline=headline,
+        claims=claims(pools, seen, unseen, chance=chance, datasets=datasets,
+                      dataset_chance={f"dataset_{name}": 1 / task.load_data().n_classes
+                                      for name, task in others.items()}),
+        model_size=model_size(config.model, models[0], config.task.seq_len),
+        models=(folders[-1], *folders[:-1]),
+        details={"datasets": datasets, "set_names": set_names,
+                 "regimes": regimes(pools, seen, unseen, chance)})
 
 
 def gap_closed(accuracies: dict[str, float], chance: float) -> float:
@@ -221,13 +229,13 @@ def claims(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float],
 
 # --- figures -------------------------------------------------------------------------------
 
-def figures(store: RunStore) -> list[tuple[str, str]]:
-    return [transition_figure(store), position_figure(store), training_figure(store)]
+def figures(store: RunStore, summary: Summary) -> list[Figure]:
+    return [transition_figure(store, summary), position_figure(store, summary),
+            training_figure(store, summary)]
 
 
-def transition_figure(store: RunStore) -> tuple[str, str]:
+def transition_figure(store: RunStore, summary: Summary) -> Figure:
     results = store.read_arrays("results.npz")
-    summary = store.read_json("summary.json")
     pools, late = results["tasks_log2"], late_accuracy(results["accuracy"])  # (pools, seeds, sets)
     n_classes = store.read_json("config.json")["config"]["task"]["n_classes"]
     figure, (ax,) = subplots(width=6.0, height=4.0)
@@ -236,7 +244,7 @@ def transition_figure(store: RunStore) -> tuple[str, str]:
         for seed in range(late.shape[1]):
             ax.plot(pools, late[:, seed, index], color=f"C{index}", alpha=0.25, lw=0.8)
     ax.axhline(1 / n_classes, color="0.5", ls=":", lw=1, label="chance")
-    transition = summary["headline"]["transition_tasks"]
+    transition = summary.headline["transition_tasks"].value
     if transition is not None:
         ax.axvline(np.log2(transition), color="k", ls="--", lw=0.8,
                    label=f"transition ({transition} tasks)")
@@ -252,9 +260,9 @@ def transition_figure(store: RunStore) -> tuple[str, str]:
                               f"{GENERAL_FRACTION:.0%} of its seen-task accuracy.")
 
 
-def position_figure(store: RunStore) -> tuple[str, str]:
+def position_figure(store: RunStore, summary: Summary) -> Figure:
     results = store.read_arrays("results.npz")
-    names = store.read_json("summary.json")["set_names"][1:]
+    names = summary.result.details["set_names"][1:]
     model = results["accuracy"][-1].mean(axis=0)[1:]  # largest pool, seed mean: (sets, seq)
     baselines = results["baseline_accuracy"]
     positions = np.arange(model.shape[-1])
@@ -278,10 +286,10 @@ def position_figure(store: RunStore) -> tuple[str, str]:
                             "learners fitted to the same context.")
 
 
-def training_figure(store: RunStore) -> tuple[str, str]:
-    summary = store.read_json("summary.json")
+def training_figure(store: RunStore, summary: Summary) -> Figure:
     figure, axes = subplots(ncols=2, width=4.5, height=3.5)
-    for index, folder in enumerate(summary["models"]):
+    for index, folder in enumerate(sorted(summary.result.models,
+                                          key=lambda name: int(name.split("^")[1]))):
         evals = pd.read_parquet(store.path / folder / "eval_metrics.parquet")
         rows = evals.groupby("step").mean(numeric_only=True)
         color = f"C{index % 10}"
@@ -302,6 +310,8 @@ def training_figure(store: RunStore) -> tuple[str, str]:
 
 RECIPE = register(Recipe(
     name="kirsch",
+    paper="Kirsch, Harrison, Sohl-Dickstein and Metz (2022), General-purpose in-context "
+          "learning by meta-learning transformers",
     description="Meta-trained transformers turn from memorisers into general in-context "
                 "learners as the number of tasks grows (Kirsch 2022)",
     config_type=KirschConfig, run=run, figures=figures, quick=quick))

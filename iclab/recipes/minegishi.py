@@ -37,7 +37,8 @@ from iclab.recipes.classification.setup import (
     quick_training,
     train_with_circuits,
 )
-from iclab.recipes.registry import Recipe, claim, register
+from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
 from iclab.tasks import InContextMetaLearning, evaluation_sets
 from iclab.train import TrainConfig
@@ -100,13 +101,14 @@ def expected_phases(task: InContextMetaLearning, n_heads: int) -> int:
     return 3
 
 
-def run(config: MinegishiConfig, store: RunStore, *, resume: bool, progress: bool) -> dict:
+def run(config: MinegishiConfig, context: RunContext) -> RecipeResult:
     task = config.task
     all_sets = evaluation_sets(task, jax.random.key(config.eval_seed), config.train.eval_size)
     sets = {name: all_sets[name] for name in EVAL_SETS}
     sets.update({name: episodes for name, episodes in all_sets.items()
                  if name.startswith("task_")})
-    evals = train_with_circuits(config, sets, store, resume=resume, progress=progress)
+    evals = train_with_circuits(config, sets, context)
+    context.stage("phase tables")
     tables = {seed: without_initial_fit(
                   phase_table(evals, seed=seed, set_name="in_distribution",
                               n_layers=config.model.n_layers, n_heads=config.model.n_heads,
@@ -122,19 +124,36 @@ def run(config: MinegishiConfig, store: RunStore, *, resume: bool, progress: boo
                  "phase_circuits": [list(phase.rising) for phase in tables[seed]]}
                 for seed, row in final.set_index("seed").iterrows()
                 if seed in tables]
-    headline = {
+    values = {
         "final_accuracy": float(np.mean([s["final_accuracy"] for s in per_seed])),
         "label_bag_accuracy": phase2_ceiling(task),
-        "random_label_accuracy": float(np.mean([s["random_label_accuracy"] for s in per_seed])),
-        "task_accuracies": [float(final[f"eval_task_{tau}_accuracy"].mean())
-                            for tau in range(task.n_tasks)],
         "expected_phases": expected_phases(task, config.model.n_heads),
     }
-    return {"description": __doc__.strip().splitlines()[0], "headline": headline,
-            "model_size": circuit_model_size(config.model, config.format, task),
-            "phases": [phase.to_dict() for phase in tables[config.seed]],
-            "per_seed": per_seed,
-            "claims": claims(tables[config.seed], headline, task)}
+    headline = {
+        "final_accuracy": over_seeds([s["final_accuracy"] for s in per_seed],
+                                     label="final in-distribution accuracy", unit="accuracy",
+                                     paper=1.0),
+        "phase_count": over_seeds([s["n_phases"] for s in per_seed],
+                                  label="accuracy plateaus found", unit="phases",
+                                  paper=values["expected_phases"]),
+        "label_bag_accuracy": Number(values["label_bag_accuracy"],
+                                     "Phase 2's predicted level (best label-bag reader)",
+                                     "accuracy", paper=0.75),
+        "random_label_accuracy": over_seeds([s["random_label_accuracy"] for s in per_seed],
+                                            label="final accuracy with random context labels",
+                                            unit="accuracy"),
+        **{f"task_{tau}_accuracy": over_seeds(
+            final[f"eval_task_{tau}_accuracy"].tolist(),
+            label=f"final accuracy on task {tau} (labels shifted by {tau})", unit="accuracy")
+           for tau in range(task.n_tasks)},
+    }
+    return RecipeResult(
+        headline=headline, claims=claims(tables[config.seed], values, task),
+        model_size=circuit_model_size(config.model, config.format, task),
+        phases=tuple(phase.to_dict() for phase in tables[config.seed]),
+        details={"per_seed_phases": [{k: s[k] for k in ("seed", "phase_accuracies",
+                                                        "phase_starts", "phase_circuits")}
+                                     for s in per_seed]})
 
 
 def phase2_ceiling(task: InContextMetaLearning) -> float:
@@ -162,7 +181,8 @@ PAPER_CIRCUITS = (("bigram", "bigram"), ("label_attention", "bigram"),
 metric, later phases by the rising one (see :func:`~iclab.analysis.phase_table`)."""
 
 
-def claims(phases: list[PhaseRow], headline: dict, task: InContextMetaLearning) -> dict:
+def claims(phases: list[PhaseRow], headline: dict, task: InContextMetaLearning
+           ) -> dict[str, Claim]:
     """The paper's claims for the first seed, tested in numbers (see module docstring)."""
     chance = 1 / task.n_tasks
     accuracies = [phase.accuracy for phase in phases]
@@ -201,16 +221,18 @@ def claims(phases: list[PhaseRow], headline: dict, task: InContextMetaLearning) 
     return found
 
 
-def figures(store: RunStore) -> list[tuple[str, str]]:
+def figures(store: RunStore, summary: Summary) -> list[Figure]:
     n_tasks = store.read_json("config.json")["config"]["task"]["n_tasks"]
-    levels = {"1/T": 1 / n_tasks,
-              "label bag": store.read_json("summary.json")["headline"]["label_bag_accuracy"]}
-    return recipe_figures(store, sets=EVAL_SETS, circuit_set="in_distribution", levels=levels,
+    levels = {"1/T": 1 / n_tasks, "label bag": summary.headline["label_bag_accuracy"].value}
+    return recipe_figures(store, summary, sets=EVAL_SETS, circuit_set="in_distribution",
+                          levels=levels,
                           title="In-context meta-learning (Minegishi et al. 2025): accuracy")
 
 
 RECIPE = register(Recipe(
     name="minegishi",
+    paper="Minegishi, Furuta, Taniguchi, Iwasawa and Matsuo (2025), Beyond induction heads: "
+          "in-context meta learning induces multi-phase circuit emergence (ICML)",
     description="In-context meta-learning emerges in phases, one circuit per phase "
                 "(Minegishi et al. 2025)",
     config_type=MinegishiConfig, run=run, figures=figures, quick=quick))

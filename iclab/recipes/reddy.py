@@ -31,7 +31,8 @@ from iclab.recipes.classification.setup import (
     quick_training,
     train_with_circuits,
 )
-from iclab.recipes.registry import Recipe, claim, register
+from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.results import Claim, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
 from iclab.tasks import BurstyClassification, evaluation_sets
 from iclab.train import TrainConfig
@@ -78,29 +79,41 @@ def quick() -> ReddyConfig:
     return ReddyConfig(train=quick_training(10_000))
 
 
-def run(config: ReddyConfig, store: RunStore, *, resume: bool, progress: bool) -> dict:
+LABELS = {
+    "ic_accuracy": ("final accuracy on novel classes (IC)", "accuracy"),
+    "ic2_accuracy": ("final accuracy with context labels shifted (IC2)", "accuracy"),
+    "iw_accuracy": ("final accuracy without support in context (IW)", "accuracy"),
+    "in_distribution_accuracy": ("final in-distribution accuracy", "accuracy"),
+    "jump_step": ("start of the abrupt IC rise (median over seeds)", "steps"),
+    "rise_start_step": ("IC rise out of the slow phase: start", "steps"),
+    "rise_end_step": ("IC rise out of the slow phase: reaches 0.9", "steps"),
+    "steepest_ic_gain_per_100_steps": ("steepest IC gain", "accuracy per 100 steps"),
+    "plateau_ic_accuracy": ("IC accuracy of the slow phase (at the rise's start)", "accuracy"),
+    "ila1_rise": ("growth of layer-1 label → item attention (ILA1) across the rise", ""),
+    "tila2_rise": ("growth of layer-2 query → target label attention (TILA2) across the rise",
+                   ""),
+}
+
+
+def run(config: ReddyConfig, context: RunContext) -> RecipeResult:
     task = config.task
     all_sets = evaluation_sets(task, jax.random.key(config.eval_seed), config.train.eval_size)
     sets = {name: all_sets[name] for name in EVAL_SETS}
-    evals = train_with_circuits(config, sets, store, resume=resume, progress=progress)
+    evals = train_with_circuits(config, sets, context)
+    context.stage("phase table and circuit rises")
     per_seed = [seed_numbers(evals, seed, task, config.phases, config.train.lr)
                 for seed in config.seed_list]
-    headline = {key: float(np.mean([s[key] for s in per_seed]))
-                for key in ("ic_accuracy", "ic2_accuracy", "iw_accuracy",
-                            "in_distribution_accuracy")}
-    jumps = [s["jump_step"] for s in per_seed if s["jump_step"] is not None]
-    headline["jump_step"] = int(np.median(jumps)) if jumps else None
-    first = per_seed[0]
-    headline.update({key: first[key] for key in (
-        "rise_steps", "steepest_ic_gain_per_100_steps", "plateau_ic_accuracy", "ila1_rise",
-        "tila2_rise")})
+    headline = {name: over_seeds([seed[name] for seed in per_seed], label=label, unit=unit,
+                                 reduce="median" if name.endswith("step") else "mean")
+                for name, (label, unit) in LABELS.items()}
     phases = phase_table(evals, seed=config.seed, set_name="ic",
                          n_layers=config.model.n_layers, n_heads=config.model.n_heads,
                          rule=config.phases, lr=config.train.lr)
-    return {"description": __doc__.strip().splitlines()[0], "headline": headline,
-            "model_size": circuit_model_size(config.model, config.format, task),
-            "phases": [phase.to_dict() for phase in phases], "per_seed": per_seed,
-            "claims": claims(first, task, clamped=config.intervention != "none")}
+    return RecipeResult(
+        headline=headline,
+        claims=claims(per_seed[0], task, clamped=config.intervention != "none"),
+        model_size=circuit_model_size(config.model, config.format, task),
+        phases=tuple(phase.to_dict() for phase in phases))
 
 
 def seed_numbers(evals: pd.DataFrame, seed: int, task: BurstyClassification,
@@ -122,7 +135,8 @@ def seed_numbers(evals: pd.DataFrame, seed: int, task: BurstyClassification,
     numbers = {"seed": seed,
                "jump_step": jump_step(evals, "eval_ic_accuracy", seed=seed, rule=rule, lr=lr,
                                       above=pick_in_context + 0.1),
-               "rise_steps": rise,
+               "rise_start_step": None if rise is None else rise[0],
+               "rise_end_step": None if rise is None else rise[1],
                "steepest_ic_gain_per_100_steps": steepest_gain(steps, ic, int(steps[0]),
                                                                 int(steps[-1])),
                **{f"{name}_accuracy": float(final[f"eval_{name}_accuracy"])
@@ -153,7 +167,7 @@ def ic_rise(steps: np.ndarray, ic: np.ndarray, pick_in_context: float, top: floa
     return [int(steps[start]), int(steps[end])]
 
 
-def claims(first: dict, task: BurstyClassification, *, clamped: bool) -> dict:
+def claims(first: dict, task: BurstyClassification, *, clamped: bool) -> dict[str, Claim]:
     """Reddy's claims for the first seed, tested in numbers (see module docstring); with
     layer 1 clamped there is no slow phase to wait through and ILA1 cannot rise, so only
     the jump is tested."""
@@ -176,15 +190,18 @@ def claims(first: dict, task: BurstyClassification, *, clamped: bool) -> dict:
     return found
 
 
-def figures(store: RunStore) -> list[tuple[str, str]]:
+def figures(store: RunStore, summary: Summary) -> list[Figure]:
     task = store.read_json("config.json")["config"]["task"]
-    return recipe_figures(store, sets=EVAL_SETS, circuit_set="ic", levels=bursty_levels(task),
+    return recipe_figures(store, summary, sets=EVAL_SETS, circuit_set="ic",
+                          levels=bursty_levels(task),
                           title="Bursty classification (Reddy 2024): accuracy per evaluation "
                                 "set")
 
 
 RECIPE = register(Recipe(
     name="reddy",
+    paper="Reddy (2024), The mechanistic basis of data dependence and abrupt learning in an "
+          "in-context classification task (ICLR)",
     description="An induction head forms abruptly and in-context classification jumps "
                 "(Reddy 2024)",
     config_type=ReddyConfig, run=run, figures=figures, quick=quick))

@@ -1,21 +1,75 @@
-"""The recipe registry: one entry per published result iclab reproduces."""
+"""The recipe contract and registry: one entry per published result iclab reproduces.
+
+A recipe is a frozen config dataclass (its defaults are the paper's setup), a ``run`` that
+trains and analyses into a run folder and returns a typed
+:class:`~iclab.results.RecipeResult`, and a ``figures`` function that draws from the run's
+stored files alone (so ``iclab report`` can redraw them).
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
+from iclab.errors import UserError
+from iclab.results import RecipeResult, Summary
 from iclab.store import RunStore
+from iclab.train import Trainer, TrainState, fit, make_logger
+
+Figure = tuple[str, str]
+"""A figure: its file name in the run's ``figures/`` and its caption."""
 
 
-@runtime_checkable
-class RunRecipe(Protocol):
-    """``run(config, store, *, resume, progress) -> summary``: trains and analyses into
-    ``store`` (continuing its checkpoint with ``resume``) and returns the summary."""
+class UnknownRecipeError(UserError, KeyError):
+    """No recipe has that name."""
 
-    def __call__(self, config: Any, store: RunStore, *, resume: bool, progress: bool
-                 ) -> dict[str, Any]: ...
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how a recipe's run trains, beside its config.
+
+    Attributes:
+        store: the run folder.
+        resume: continue the checkpoints the folder holds (a training folder without one
+            starts afresh).
+        progress: draw progress bars and say which analysis step is running.
+        log: live logging of every evaluation ("tensorboard": ``RUN_DIR/tensorboard``).
+    """
+
+    store: RunStore
+    resume: bool = False
+    progress: bool = True
+    log: Literal["none", "tensorboard"] = "none"
+    started: float = field(default_factory=time.perf_counter, compare=False)
+
+    def fit(self, trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
+            folder: Path | None = None, description: str = "training",
+            initial_params: Any = None) -> tuple[TrainState, Any, Any]:
+        """:func:`iclab.train.fit` into ``folder`` (default: the run folder), continuing its
+        last checkpoint when the run resumes."""
+        folder = self.store.path if folder is None else folder
+        logger = make_logger(self.log, folder)
+        try:
+            return fit(trainer, seeds, eval_episodes, out_dir=folder,
+                       resume=self.resume,
+                       progress=self.progress, description=description,
+                       initial_params=initial_params, logger=logger)
+        finally:
+            if logger is not None:
+                logger.close()
+
+    def stage(self, message: str) -> None:
+        """Say on stderr which analysis step runs now (with ``progress``)."""
+        if self.progress:
+            elapsed = time.perf_counter() - self.started
+            print(f"[{elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -24,21 +78,22 @@ class Recipe:
 
     Attributes:
         name: what ``iclab run NAME`` takes.
+        paper: the paper, in full: authors, year and title.
         description: one line for ``iclab list``.
         config_type: frozen dataclass of every option (its defaults are the paper's setup).
-        run: trains and analyses; writes metrics and ``results.npz`` into the store and
-            returns the summary (``headline`` numbers and ``claims``).
-        figures: draws the figures from the stored files alone (so ``iclab report`` can
-            redraw them) and returns (file name, caption) pairs.
+        run: trains and analyses into the context's run folder (metrics, ``results.npz``,
+            saved models) and returns the typed result.
+        figures: draws the figures from the run's stored files and its summary alone.
         quick: the ``--quick`` preset, a config that shows the result qualitatively in a
             few minutes on a CPU (``None``: the default is already quick).
     """
 
     name: str
+    paper: str
     description: str
     config_type: type
-    run: RunRecipe
-    figures: Callable[[RunStore], list[tuple[str, str]]]
+    run: Callable[[Any, RunContext], RecipeResult]
+    figures: Callable[[RunStore, Summary], list[Figure]]
     quick: Callable[[], Any] | None = None
 
 
@@ -52,11 +107,6 @@ def register(recipe: Recipe) -> Recipe:
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))} "
-                       "(see `iclab list`)")
+        raise UnknownRecipeError(f"unknown recipe {name!r}; available: "
+                                 f"{', '.join(sorted(RECIPES))} (see `iclab list`)")
     return RECIPES[name]
-
-
-def claim(statement: str, value: float, passed: bool) -> dict[str, Any]:
-    """A claim of the paper tested in numbers, as stored in ``summary.json``."""
-    return {"statement": statement, "value": value, "passed": bool(passed)}

@@ -35,13 +35,14 @@ from iclab.models import (
 )
 from iclab.plotting import mark_levels, save, subplots
 from iclab.recipes.classification.figures import bursty_levels
-from iclab.recipes.classification.setup import model_factory
+from iclab.recipes.classification.setup import model_factory, save_model
 from iclab.recipes.gpicl.evaluation import late_accuracy, position_accuracy
 from iclab.recipes.gpicl.setup import Warmup, train_gpicl_model, warm_up
-from iclab.recipes.registry import Recipe, claim, register
+from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.results import Claim, Number, RecipeResult, Summary, claim
 from iclab.store import RunStore
 from iclab.tasks import BurstyClassification, GPICLTask, evaluation_sets, gpicl_evaluation_sets
-from iclab.train import TrainConfig, Trainer, fit
+from iclab.train import TrainConfig, Trainer
 
 BURSTY_SETS = ("in_distribution", "ic", "iw")
 
@@ -145,34 +146,41 @@ def _hidden_for_parameters(cell: str, d_in: int, d_out: int, target: int, max_hi
         _parameters(RecurrentConfig(cell=cell, hidden_size=h), d_in, d_out) - target))
 
 
-def run(config: RnnVsTransformerConfig, store: RunStore, *, resume: bool, progress: bool
-        ) -> dict:
+def run(config: RnnVsTransformerConfig, context: RunContext) -> RecipeResult:
     key_gpicl, key_bursty = jax.random.split(jax.random.key(config.eval_seed))
-    summary = {"description": __doc__.strip().splitlines()[0], "headline": {},
-               "model_size": {}}
-    arrays = {}
+    values, headline, sizes, arrays, folders = {}, {}, {}, {}, []
     if "gpicl" in config.tasks:
-        accuracy, curves, sizes = _gpicl(config, store, key_gpicl, resume=resume,
-                                         progress=progress)
+        curves, sizes["gpicl"] = _gpicl(config, context, key_gpicl)
         arrays.update({f"gpicl_{name}": curve for name, curve in curves.items()})
-        summary["headline"]["gpicl_unseen_accuracy"] = accuracy
-        summary["model_size"]["gpicl"] = sizes
-        summary.update(models=list(accuracy), default_model="gpicl/transformer")
+        values["gpicl_unseen_accuracy"] = {name: float(late_accuracy(curve).mean())
+                                           for name, curve in curves.items()}
+        headline.update({f"gpicl.{name}.unseen_accuracy": Number(
+            values["gpicl_unseen_accuracy"][name], f"unseen GPICL tasks, {name}",
+            "accuracy (last quarter)", per_seed=tuple(late_accuracy(curve).tolist()))
+            for name, curve in curves.items()})
+        folders += [f"gpicl/{name}" for name in curves]
     if "bursty" in config.tasks:
-        accuracy, sizes = _bursty(config, store, key_bursty, resume=resume,
-                                  progress=progress)
-        summary["headline"]["bursty"] = accuracy
-        summary["model_size"]["bursty"] = sizes
-        summary.setdefault("models", list(accuracy))
-    store.write_arrays("results.npz", arrays)
-    summary["claims"] = claims(summary["headline"], config.cells)
-    return summary
+        values["bursty"], sizes["bursty"] = _bursty(config, context, key_bursty)
+        headline.update({f"bursty.{name}.{set_name}_accuracy": Number(
+            accuracy, f"bursty {SET_NAMES[set_name]}, {name}", "accuracy")
+            for name, by_set in values["bursty"].items()
+            for set_name, accuracy in by_set.items()})
+        folders += [f"bursty/{name}" for name in values["bursty"]]
+    context.store.write_arrays("results.npz", arrays)
+    names = list(next(iter(sizes.values())))
+    return RecipeResult(headline=headline, claims=claims(values, config.cells),
+                        model_size=sizes, models=tuple(folders),
+                        details={"model_names": names})
 
 
-def _gpicl(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, *, resume: bool,
-           progress: bool) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
-    """Warm up and train every model on the GPICL task: late-sequence accuracy on unseen
-    tasks, accuracy at every position ``(seeds, seq_len)`` and model sizes, per model."""
+SET_NAMES = {"in_distribution": "in-distribution", "ic": "IC (novel classes)",
+             "iw": "IW (no support in context)"}
+
+
+def _gpicl(config: RnnVsTransformerConfig, context: RunContext, key: jax.Array
+           ) -> tuple[dict[str, np.ndarray], dict]:
+    """Warm up and train every model on the GPICL task: accuracy on unseen tasks at every
+    position ``(seeds, seq_len)`` and model sizes, per model."""
     task = config.gpicl
     d_in = SequenceLabelTokens(task.n_classes).token_dim(task.input_dim)
     models = matched_models(config.transformer, config.cells, d_in=d_in, d_out=task.n_classes,
@@ -180,20 +188,18 @@ def _gpicl(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, *, r
     sets = gpicl_evaluation_sets(task, key, config.gpicl_train.eval_size)
     curves, sizes = {}, {}
     for index, (name, model) in enumerate(models.items()):
-        folder = store.path / "gpicl" / name
+        folder = context.store.path / "gpicl" / name
         warm = warm_up(config.warmup, task, model, config.gpicl_train, seeds=config.seed_list,
                        eval_sets={"unseen_tasks": sets["unseen_tasks"]},
-                       folder=folder / "warmup", resume=resume, progress=progress)
+                       folder=folder / "warmup", context=context)
         trained, _ = train_gpicl_model(task, model, config.gpicl_train, seeds=config.seed_list,
-                                       eval_sets=sets, folder=folder, resume=resume,
-                                       progress=progress,
+                                       eval_sets=sets, folder=folder, context=context,
                                        description=f"GPICL {name} ({index + 1}/{len(models)})",
                                        initial_params=warm)
         unseen = {"unseen_tasks": sets["unseen_tasks"]}
         curves[name] = position_accuracy(trained, task, unseen)[:, 0]
         sizes[name] = model_size(model, trained[0], task.seq_len)
-    accuracy = {name: float(late_accuracy(curve).mean()) for name, curve in curves.items()}
-    return accuracy, curves, with_state_matched(sizes)
+    return curves, with_state_matched(sizes)
 
 
 def with_state_matched(sizes: dict[str, dict]) -> dict[str, dict]:
@@ -205,8 +211,8 @@ def with_state_matched(sizes: dict[str, dict]) -> dict[str, dict]:
             for name, size in sizes.items()}
 
 
-def _bursty(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, *, resume: bool,
-            progress: bool) -> tuple[dict[str, dict[str, float]], dict]:
+def _bursty(config: RnnVsTransformerConfig, context: RunContext, key: jax.Array
+            ) -> tuple[dict[str, dict[str, float]], dict]:
     """Train every model on Reddy's bursty task: final accuracy on each evaluation set, and
     model sizes, per model."""
     task, fmt = config.bursty, config.bursty_format
@@ -217,13 +223,12 @@ def _bursty(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, *, 
     sets = {name: all_sets[name] for name in BURSTY_SETS}
     results, sizes = {}, {}
     for index, (name, model) in enumerate(models.items()):
-        folder = store.path / "bursty" / name
+        folder = context.store.path / "bursty" / name
         build = model_factory(model, fmt, task.dim, task.n_context)
         trainer = Trainer(task, fmt, build, config.bursty_train)
-        _, _, evals = fit(trainer, config.seed_list, sets, out_dir=folder,
-                          resume=resume and (folder / "checkpoint.npz").exists(),
-                          progress=progress,
-                          description=f"bursty {name} ({index + 1}/{len(models)})")
+        state, _, evals = context.fit(trainer, config.seed_list, sets, folder=folder,
+                                      description=f"bursty {name} ({index + 1}/{len(models)})")
+        save_model(folder, model, fmt, task, state.params, config.seed_list)
         final = evals[evals.step == evals.step.max()]
         results[name] = {set_name: float(final[f"eval_{set_name}_accuracy"].mean())
                          for set_name in BURSTY_SETS}
@@ -232,7 +237,7 @@ def _bursty(config: RnnVsTransformerConfig, store: RunStore, key: jax.Array, *, 
     return results, with_state_matched(sizes)
 
 
-def claims(headline: dict, cells: tuple[str, ...]) -> dict:
+def claims(headline: dict, cells: tuple[str, ...]) -> dict[str, Claim]:
     """Kirsch et al.'s and Chan et al.'s claims, tested in numbers."""
     found = {}
     gpicl = headline.get("gpicl_unseen_accuracy", {})
@@ -258,21 +263,20 @@ def claims(headline: dict, cells: tuple[str, ...]) -> dict:
 
 # --- figures -------------------------------------------------------------------------------
 
-def figures(store: RunStore) -> list[tuple[str, str]]:
-    summary = store.read_json("summary.json")
+def figures(store: RunStore, summary: Summary) -> list[Figure]:
     found = []
-    if "gpicl_unseen_accuracy" in summary["headline"]:
+    if "gpicl" in summary.result.model_size:
         found += [position_figure(store, summary), size_figure(store, summary)]
-    if "bursty" in summary["headline"]:
+    if "bursty" in summary.result.model_size:
         found.append(bursty_figure(store, summary))
     return found
 
 
-def position_figure(store: RunStore, summary: dict) -> tuple[str, str]:
+def position_figure(store: RunStore, summary: Summary) -> Figure:
     results = store.read_arrays("results.npz")
     figure, (ax,) = subplots(width=6.0, height=4.0)
-    sizes = summary["model_size"]["gpicl"]
-    for index, name in enumerate(summary["models"]):
+    sizes = summary.result.model_size["gpicl"]
+    for index, name in enumerate(summary.result.details["model_names"]):
         curve = results[f"gpicl_{name}"].mean(axis=0)
         ax.plot(np.arange(len(curve)), curve, color=f"C{index}",
                 ls="-" if name == "transformer" or name.endswith("params") else "--",
@@ -288,12 +292,12 @@ def position_figure(store: RunStore, summary: dict) -> tuple[str, str]:
                             "state as large as its (dashed, up to max_hidden).")
 
 
-def size_figure(store: RunStore, summary: dict) -> tuple[str, str]:
-    accuracy = summary["headline"]["gpicl_unseen_accuracy"]
+def size_figure(store: RunStore, summary: Summary) -> Figure:
     figure, axes = subplots(ncols=2, width=4.0, height=3.5)
     for ax, size in zip(axes, ("state_size", "parameters"), strict=True):
-        for index, name in enumerate(summary["models"]):
-            ax.scatter(summary["model_size"]["gpicl"][name][size], accuracy[name],
+        for index, name in enumerate(summary.result.details["model_names"]):
+            ax.scatter(summary.result.model_size["gpicl"][name][size],
+                       summary.headline[f"gpicl.{name}.unseen_accuracy"].value,
                        color=f"C{index}", label=name)
         ax.set(xscale="log", xlabel=size.replace("_", " "), ylabel="accuracy, last quarter",
                ylim=(0, 1.02))
@@ -304,9 +308,9 @@ def size_figure(store: RunStore, summary: dict) -> tuple[str, str]:
                         "accuracy follows the state size.")
 
 
-def bursty_figure(store: RunStore, summary: dict) -> tuple[str, str]:
+def bursty_figure(store: RunStore, summary: Summary) -> Figure:
     figure, axes = subplots(ncols=len(BURSTY_SETS), width=3.5, height=3.2)
-    for index, name in enumerate(summary["models"]):
+    for index, name in enumerate(summary.result.details["model_names"]):
         evals = pd.read_parquet(store.path / "bursty" / name / "eval_metrics.parquet")
         rows = evals.groupby("step").mean(numeric_only=True)
         for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
@@ -327,6 +331,10 @@ def bursty_figure(store: RunStore, summary: dict) -> tuple[str, str]:
 
 RECIPE = register(Recipe(
     name="rnn-vs-transformer",
+    paper="Kirsch, Harrison, Sohl-Dickstein and Metz (2022), General-purpose in-context "
+          "learning by meta-learning transformers; Chan, Santoro, Lampinen, Wang, Singh, "
+          "Richemond, McClelland and Hill (2022), Data distributional properties drive "
+          "emergent in-context learning in transformers (NeurIPS)",
     description="LSTMs and GRUs beside a transformer: in-context learning follows state "
                 "size (Kirsch 2022; Chan 2022)",
     config_type=RnnVsTransformerConfig, run=run, figures=figures, quick=quick))

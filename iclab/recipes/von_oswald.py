@@ -27,15 +27,17 @@ from iclab.analysis import (
     sensitivity_difference,
     shift_curve,
 )
-from iclab.config import Seeds, require
+from iclab.config import Seeds, require, to_dict
 from iclab.formats import PairTokens
 from iclab.learners import Learner, ModelLearner, ZeroPredictor, query_loss
 from iclab.models import LinearSelfAttention, LSAConfig, gd_construction, model_size
 from iclab.plotting import COLORS, save, subplots
-from iclab.recipes.registry import Recipe, claim, register
+from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.results import Claim, Number, RecipeResult, Summary, claim
 from iclab.store import RunStore
 from iclab.tasks import LinearRegression, RegressionEpisode
-from iclab.train import TrainConfig, Trainer, fit
+from iclab.train import TrainConfig, Trainer
+from iclab.train.saved_model import save_trained_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +71,41 @@ INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 WEIGHT_SCALES = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
 
 
-def run(config: VonOswaldConfig, store: RunStore, *, resume: bool, progress: bool) -> dict:
+GD_LOSSES = (0.205, 0.157, 0.133, 0.119, 0.109, 0.102)
+GDPP_LOSSES = (0.205, 0.110, 0.078, 0.062, 0.053, 0.046)
+"""The paper's query losses (½·MSE) of 1–6 tuned steps of GD and GD++ (upper bounds for
+GD++) in this setting (von Oswald et al. 2022, §3–4)."""
+ZERO_LOSS = 0.416
+
+LABELS = {
+    "model_loss": ("query loss of the trained model", "½·MSE"),
+    "gd_loss": ("query loss of tuned GD ({k} steps)", "½·MSE"),
+    "gdpp_loss": ("query loss of tuned GD++ ({k} steps)", "½·MSE"),
+    "lsq_loss": ("query loss of least squares", "½·MSE"),
+    "zero_loss": ("query loss of predicting 0", "½·MSE"),
+    "preds_diff": ("mean |ŷ(model) − ŷ(GD)|", ""),
+    "model_cos": ("cosine of ∂ŷ/∂x_q, model vs GD", ""),
+    "model_diff": ("distance of ∂ŷ/∂x_q, model vs GD", ""),
+    "preds_diff_gdpp": ("mean |ŷ(model) − ŷ(GD++)|", ""),
+    "model_cos_gdpp": ("cosine of ∂ŷ/∂x_q, model vs GD++", ""),
+    "model_diff_gdpp": ("distance of ∂ŷ/∂x_q, model vs GD++", ""),
+    "kq_rel_error": ("W_KᵀW_Q vs Prop. 1 (relative error after scale)", ""),
+    "pv_rel_error": ("P W_V vs Prop. 1 (relative error after scale)", ""),
+    "weights_rel_error": ("largest weight error vs Prop. 1", ""),
+    "gd_eta": ("tuned GD step size η", ""),
+    "gdpp_eta": ("tuned GD++ step size η", ""),
+    "gdpp_gamma": ("tuned GD++ curvature correction γ", ""),
+}
+
+
+def run(config: VonOswaldConfig, context: RunContext) -> RecipeResult:
     task, fmt, n_layers = config.task, PairTokens(), config.model.n_layers
     d_model = fmt.token_dim(task.dim)
     eval_key, tuning_key, shift_key = jax.random.split(jax.random.key(config.eval_seed), 3)
     eval_episodes = task.sample(eval_key, config.train.eval_size)
 
     # Baselines: K steps of GD and GD++, step sizes tuned on held-out episodes.
+    context.stage(f"tuning {n_layers}-step GD and GD++ on {config.tuning_size} episodes")
     tuning = task.sample(tuning_key, config.tuning_size)
     gd = tune_gd(tuning, steps=n_layers)
     gdpp = (tune_gd_plus_plus(tuning, steps=n_layers) if n_layers > 1
@@ -84,12 +114,14 @@ def run(config: VonOswaldConfig, store: RunStore, *, resume: bool, progress: boo
 
     trainer = Trainer(task, fmt, lambda key: config.model.build(d_model, d_model, key=key),
                       config.train)
-    state, _, _ = fit(trainer, config.seed_list, eval_episodes, out_dir=store.path,
-                      resume=resume, progress=progress)
+    state, _, _ = context.fit(trainer, config.seed_list, eval_episodes)
+    save_trained_model(context.store.path, config.model, state.params, d_in=d_model,
+                       d_out=d_model, seeds=config.seed_list, about={"task": to_dict(task)})
     models = [trainer.model(jax.tree.map(lambda x, i=i: x[i], state.params))
               for i in range(config.seeds)]
     learners = [ModelLearner(model, fmt) for model in models]
 
+    context.stage("comparing the trained model with GD and GD++")
     # Model vs GD (and GD++) on the fixed evaluation set (§3: "preds diff", "model cos",
     # "model diff"; §4: deeper models are closer to GD++).
     per_seed = [{**compare(learner, gd, eval_episodes),
@@ -98,12 +130,13 @@ def run(config: VonOswaldConfig, store: RunStore, *, resume: bool, progress: boo
                  "model_loss": float(query_loss(learner, eval_episodes)),
                  **weight_errors(model, config.model)}
                 for model, learner in zip(models, learners, strict=True)]
-    headline = {key: _mean_over_seeds(per_seed, key) for key in per_seed[0]}
-    headline.update({f"{name}_loss": float(query_loss(learner, eval_episodes))
+    values = {key: _mean_over_seeds(per_seed, key) for key in per_seed[0]}
+    values.update({f"{name}_loss": float(query_loss(learner, eval_episodes))
                      for name, learner in baselines.items()})
-    headline.update(gd_eta=float(gd.eta), gdpp_eta=float(gdpp.eta),
-                    gdpp_gamma=float(gdpp.gamma))
+    values.update(gd_eta=float(gd.eta), gdpp_eta=float(gdpp.eta),
+                  gdpp_gamma=float(gdpp.gamma))
 
+    context.stage("ICL and distribution-shift curves")
     # Curves for the figures: ICL curve, distribution shift, weight products.
     construction = ModelLearner(gd_construction(task.dim, gd.eta / task.n_context, n_layers),
                                 fmt)
@@ -115,17 +148,36 @@ def run(config: VonOswaldConfig, store: RunStore, *, resume: bool, progress: boo
                           config.shift_episodes)
     w_shift = shift_curve(shift_learners, task, "w_scale", WEIGHT_SCALES, shift_key,
                           config.shift_episodes)
-    store.write_arrays("results.npz", {
+    context.store.write_arrays("results.npz", {
         "icl_lengths": lengths, **{f"icl_{k}": v for k, v in icl.items()},
         "input_scales": INPUT_SCALES, **{f"x_shift_{k}": v for k, v in x_shift.items()},
         "weight_scales": WEIGHT_SCALES, **{f"w_shift_{k}": v for k, v in w_shift.items()},
         "kq": jnp.stack([models[0].layer(i).kq_product() for i in range(n_layers)]),
         "pv": jnp.stack([models[0].layer(i).pv_product() for i in range(n_layers)]),
-        "baseline_losses": [headline[f"{name}_loss"] for name in baselines],
+        "baseline_losses": [values[f"{name}_loss"] for name in baselines],
     })
-    return {"description": __doc__.strip().splitlines()[0], "headline": headline,
-            "model_size": model_size(config.model, models[0], task.n_context + 1, d_model),
-            "per_seed": per_seed, "claims": claims(headline, config.model)}
+    return RecipeResult(
+        headline=headline(values, per_seed, n_layers),
+        claims=claims(values, config.model),
+        model_size=model_size(config.model, models[0], task.n_context + 1, d_model))
+
+
+def headline(values: dict[str, float | None], per_seed: list[dict], n_layers: int
+             ) -> dict[str, Number]:
+    """The headline numbers with their labels, units, seeds and the paper's values."""
+    paper = {"gd_loss": _paper_loss(GD_LOSSES, n_layers),
+             "gdpp_loss": _paper_loss(GDPP_LOSSES, n_layers), "zero_loss": ZERO_LOSS,
+             "lsq_loss": 0.0, "model_loss": GD_LOSSES[0] if n_layers == 1 else None}
+    numbers = {}
+    for name, value in values.items():
+        label, unit = LABELS[name]
+        seeds = tuple(seed[name] for seed in per_seed) if name in per_seed[0] else ()
+        numbers[name] = Number(value, label.format(k=n_layers), unit, paper.get(name), seeds)
+    return numbers
+
+
+def _paper_loss(table: tuple[float, ...], n_layers: int) -> float | None:
+    return table[n_layers - 1] if n_layers <= len(table) else None
 
 
 def compare(model: ModelLearner, algorithm: Learner, episodes: RegressionEpisode
@@ -167,7 +219,7 @@ def weight_errors(model: LinearSelfAttention, config: LSAConfig) -> dict[str, fl
             "weights_rel_error": max(kq + pv)}
 
 
-def claims(headline: dict[str, float], model: LSAConfig) -> dict[str, dict]:
+def claims(headline: dict[str, float], model: LSAConfig) -> dict[str, Claim]:
     """The paper's claims for the configuration that was run, tested in numbers."""
     k = model.n_layers
     if k > 1:
@@ -195,7 +247,7 @@ def claims(headline: dict[str, float], model: LSAConfig) -> dict[str, dict]:
     }
 
 
-def figures(store: RunStore) -> list[tuple[str, str]]:
+def figures(store: RunStore, summary: Summary) -> list[Figure]:
     results = store.read_arrays("results.npz")
     evals = pd.read_parquet(store.path / "eval_metrics.parquet")
     train = pd.read_parquet(store.path / "train_metrics.parquet")
@@ -281,6 +333,8 @@ def _shift_curves(store: RunStore, results: dict) -> tuple[str, str]:
 
 RECIPE = register(Recipe(
     name="von-oswald",
+    paper="von Oswald, Niklasson, Randazzo, Sacramento, Mordvintsev, Zhmoginov and Vladymyrov "
+          "(2023), Transformers learn in-context by gradient descent (ICML)",
     description="Linear self-attention learns to do gradient descent in context "
                 "(von Oswald et al. 2022)",
     config_type=VonOswaldConfig, run=run, figures=figures))

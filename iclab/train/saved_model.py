@@ -4,8 +4,8 @@
 
     FOLDER/model.npz    the parameters of every seed (named arrays, leading seed axis)
     FOLDER/model.json   what they are: model kind and config, input and output widths,
-                        seeds, and a free-form ``about`` (e.g. the task and format it
-                        was meta-trained on)
+                        seeds, the learned label table in front of it (if any), and a
+                        free-form ``about`` (e.g. the task and format it was meta-trained on)
 
 Written with :func:`~iclab.train.checkpoint.save_checkpoint` (no pickle; loading checks
 every array's name, shape and dtype against the config).
@@ -23,11 +23,26 @@ import jax
 import numpy as np
 
 from iclab.config import from_dict, to_dict
-from iclab.models import RecurrentConfig, TransformerConfig
+from iclab.models import LearnedLabels, LSAConfig, ModelConfig, RecurrentConfig, TransformerConfig
 from iclab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 MODEL_FILE = "model.npz"
-MODEL_KINDS: dict[str, type] = {"transformer": TransformerConfig, "recurrent": RecurrentConfig}
+MODEL_KINDS: dict[str, type] = {"transformer": TransformerConfig, "recurrent": RecurrentConfig,
+                                "lsa": LSAConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelTable:
+    """A :class:`~iclab.models.LearnedLabels` table in front of the model: its number of
+    labels, content width, and the token rows (start, stop, step) that hold labels."""
+
+    n_labels: int
+    content_dim: int
+    label_rows: tuple[int | None, int | None, int | None]
+
+    def wrap(self, model: eqx.Module) -> LearnedLabels:
+        return LearnedLabels(model, self.n_labels, self.content_dim, slice(*self.label_rows),
+                             key=jax.random.key(0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,14 +50,15 @@ class TrainedModel:
     """A reloaded trained model: one Equinox module per seed, and what it was trained on.
 
     Attributes:
-        config: the model's config (``TransformerConfig`` or ``RecurrentConfig``).
+        config: the model's config (``TransformerConfig``, ``RecurrentConfig`` or
+            ``LSAConfig``).
         d_in, d_out: token width it reads, outputs it emits.
         seeds: the training seeds, in the order of ``models``.
         models: the trained modules, one per seed.
         about: the recipe's notes on what the model learnt from (task, format, ...).
     """
 
-    config: TransformerConfig | RecurrentConfig
+    config: ModelConfig
     d_in: int
     d_out: int
     seeds: list[int]
@@ -50,15 +66,17 @@ class TrainedModel:
     about: dict[str, Any]
 
 
-def save_trained_model(folder: Path, config: TransformerConfig | RecurrentConfig,
-                       params: Any, *, d_in: int, d_out: int, seeds: list[int],
-                       about: dict[str, Any]) -> None:
-    """Write ``params`` (the array leaves of ``config.build(d_in, d_out)``, stacked over
-    ``seeds`` on axis 0, as a :class:`~iclab.train.Trainer` holds them) to ``folder``."""
+def save_trained_model(folder: Path, config: ModelConfig, params: Any, *, d_in: int,
+                       d_out: int, seeds: list[int], about: dict[str, Any],
+                       labels: LabelTable | None = None) -> None:
+    """Write ``params`` (the array leaves of ``config.build(d_in, d_out)``, wrapped by
+    ``labels`` if given, stacked over ``seeds`` on axis 0 as a
+    :class:`~iclab.train.Trainer` holds them) to ``folder``."""
     kind = next(name for name, cls in MODEL_KINDS.items() if isinstance(config, cls))
     save_checkpoint(Path(folder) / MODEL_FILE, params, {
         "kind": kind, "config": to_dict(config), "d_in": d_in, "d_out": d_out,
-        "seeds": list(seeds), "about": about})
+        "seeds": list(seeds), "about": about,
+        "labels": None if labels is None else dataclasses.asdict(labels)})
 
 
 def load_trained_model(folder: str | Path) -> TrainedModel:
@@ -72,11 +90,15 @@ def load_trained_model(folder: str | Path) -> TrainedModel:
         meta = json.loads(meta_path.read_text())
         config = from_dict(MODEL_KINDS[meta["kind"]], meta["config"], "model")
         d_in, d_out, seeds = int(meta["d_in"]), int(meta["d_out"]), list(meta["seeds"])
+        stored = meta.get("labels")
+        labels = None if stored is None else LabelTable(
+            int(stored["n_labels"]), int(stored["content_dim"]), tuple(stored["label_rows"]))
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{meta_path}: not an iclab model description ({error!r}); "
                               f"expected the keys kind ({'|'.join(MODEL_KINDS)}), config, "
                               "d_in, d_out, seeds, about") from error
-    params, static = eqx.partition(config.build(d_in, d_out, key=jax.random.key(0)),
+    network = config.build(d_in, d_out, key=jax.random.key(0))
+    params, static = eqx.partition(network if labels is None else labels.wrap(network),
                                    eqx.is_array)
     template = jax.tree.map(lambda leaf: np.stack([leaf] * len(seeds)), params)
     stacked, _ = load_checkpoint(path, template)

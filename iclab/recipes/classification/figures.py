@@ -13,6 +13,7 @@ import pandas as pd
 
 from iclab.analysis import CIRCUIT_METRICS
 from iclab.plotting import mark_levels, save, subplots
+from iclab.results import Summary
 from iclab.store import RunStore
 from iclab.train import load_eval_arrays
 
@@ -27,7 +28,7 @@ def bursty_levels(task: Mapping[str, Any]) -> dict[str, float]:
     return {"1/L": 1 / task["n_labels"], "1/(N/B)": task["burstiness"] / task["n_context"]}
 
 
-def accuracy_figure(store: RunStore, evals: pd.DataFrame, phases: list[dict], *,
+def accuracy_figure(store: RunStore, evals: pd.DataFrame, phases: Sequence[Mapping[str, Any]], *,
                     sets: Sequence[str], levels: Mapping[str, float], title: str
                     ) -> tuple[str, str]:
     """Accuracy on each of ``sets`` over training, with the phase boundaries and the
@@ -49,7 +50,7 @@ def accuracy_figure(store: RunStore, evals: pd.DataFrame, phases: list[dict], *,
                             "lines the reference levels.")
 
 
-def circuit_figure(store: RunStore, evals: pd.DataFrame, phases: list[dict], *,
+def circuit_figure(store: RunStore, evals: pd.DataFrame, phases: Sequence[Mapping[str, Any]], *,
                    set_name: str, n_layers: int, n_heads: int) -> tuple[str, str]:
     """The circuit metrics of every layer and head over training on ``set_name``."""
     rows = evals[evals.seed == evals.seed.min()]
@@ -72,36 +73,49 @@ def circuit_figure(store: RunStore, evals: pd.DataFrame, phases: list[dict], *,
                             "(ILA1), TILA2 = query→labels of its class.")
 
 
-def attention_maps_figure(store: RunStore, set_name: str, phases: list[dict]
+def token_roles(seq: int) -> list[str]:
+    """Names of the 2N + 1 tokens of an item-label sequence: x1, ℓ1, …, xN, ℓN, query."""
+    n_context = (seq - 1) // 2
+    return [name for k in range(1, n_context + 1) for name in (f"x{k}", f"ℓ{k}")] + ["q"]
+
+
+def attention_maps_figure(store: RunStore, set_name: str, phases: Sequence[Mapping[str, Any]]
                           ) -> tuple[str, str]:
-    """Head 0's mean attention pattern per layer at the middle of each phase."""
+    """Head 0's mean attention pattern per layer at the middle of each phase, with token
+    roles on both axes and one colour bar."""
     steps, arrays = load_eval_arrays(store.path)
     maps = arrays[f"eval_{set_name}_attention_maps"][:, 0]  # (evals, layer, head, q, k)
-    n_layers = maps.shape[1]
-    figure, axes = subplots(ncols=len(phases), nrows=n_layers, width=2.8, height=2.8)
+    n_layers, seq = maps.shape[1], maps.shape[-1]
+    roles = token_roles(seq)
+    figure, axes = subplots(ncols=len(phases), nrows=n_layers, width=3.2, height=3.0)
     for column, phase in enumerate(phases):
         middle = (phase["start_step"] + phase["end_step"]) / 2
         index = int(np.argmin(np.abs(steps - middle)))
         for layer in range(n_layers):
             ax = axes[layer * len(phases) + column]
-            ax.imshow(maps[index, layer, 0], cmap="viridis", vmin=0, vmax=1)
-            ax.set_title(f"phase {column + 1}, layer {layer + 1}\nstep {int(steps[index])}",
+            image = ax.imshow(maps[index, layer, 0], cmap="viridis", vmin=0, vmax=1)
+            ax.set_title(f"phase {column + 1}, layer {layer + 1} (step {int(steps[index]):,})",
                          fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    save(figure, store.figures / "attention_maps.png")
-    return "attention_maps.png", ("Mean attention pattern (rows: reading token, columns: read "
-                                  "token; head 0, first seed) at the middle of each phase. "
-                                  "Tokens alternate item, label, …, query (last row).")
+            ax.set_xticks(range(seq), roles, fontsize=6, rotation=90)
+            ax.set_yticks(range(seq), roles, fontsize=6)
+            ax.set_xlabel("attended token", fontsize=7)
+            ax.set_ylabel("reading token", fontsize=7)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    save(figure, store.figures / "attention_maps.png", tight_layout=False)
+    return "attention_maps.png", ("Mean attention pattern (head 0, first seed) at the middle "
+                                  "of each phase: x_k are context items, ℓ_k their labels, q "
+                                  "the query; each row is a reading token's weights over the "
+                                  "tokens it attends to.")
 
 
-def recipe_figures(store: RunStore, *, sets: Sequence[str], circuit_set: str,
-                   levels: Mapping[str, float], title: str) -> list[tuple[str, str]]:
+def recipe_figures(store: RunStore, summary: Summary, *, sets: Sequence[str],
+                   circuit_set: str, levels: Mapping[str, float], title: str
+                   ) -> list[tuple[str, str]]:
     """The classification recipes' figures, drawn from the run folder alone: accuracy on
     ``sets`` with the phase boundaries and reference ``levels``, and the circuit metrics and
     attention maps on ``circuit_set``."""
     model = store.read_json("config.json")["config"]["model"]
-    phases = store.read_json("summary.json")["phases"]
+    phases = summary.result.phases
     evals = pd.read_parquet(store.path / "eval_metrics.parquet")
     return [
         accuracy_figure(store, evals, phases, sets=sets, levels=levels, title=title),
@@ -111,7 +125,7 @@ def recipe_figures(store: RunStore, *, sets: Sequence[str], circuit_set: str,
     ]
 
 
-def _mark_phases(ax: Any, phases: list[dict]) -> None:
+def _mark_phases(ax: Any, phases: Sequence[Mapping[str, Any]]) -> None:
     """A dashed line where each phase starts (after step 0)."""
     for phase in phases:
         if phase["start_step"] > 0:

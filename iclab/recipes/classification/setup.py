@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import equinox as eqx
@@ -16,19 +17,21 @@ import pandas as pd
 from jaxtyping import PRNGKeyArray
 
 from iclab.analysis import circuit_probe
-from iclab.config import require
+from iclab.config import require, to_dict
 from iclab.formats import ItemLabelTokens
 from iclab.models import (
     Intervention,
     LearnedLabels,
+    ModelConfig,
     RecurrentConfig,
     TransformerConfig,
     clamp,
     model_size,
 )
-from iclab.store import RunStore
+from iclab.recipes.registry import RunContext
 from iclab.tasks import ClassificationEpisode
-from iclab.train import TrainConfig, Trainer, fit
+from iclab.train import TrainConfig, Trainer
+from iclab.train.saved_model import LabelTable, save_trained_model
 
 PAPER_MODEL = TransformerConfig(
     d_model=128, n_layers=2, n_heads=1, causal=True, layer_norm=False, mlp=False,
@@ -101,6 +104,19 @@ def model_factory(model: TransformerConfig | RecurrentConfig, format: ItemLabelT
     return build
 
 
+def save_model(folder: Path, model: ModelConfig, format: ItemLabelTokens, task: Any,
+               params: Any, seeds: list[int]) -> None:
+    """Save the trained networks that :func:`model_factory` built (``params`` stacked over
+    ``seeds``) into ``folder`` (``model.npz`` + ``model.json``)."""
+    labels = None
+    if format.label_code == "learned":
+        rows = format.label_rows(task.n_context)
+        labels = LabelTable(format.n_labels, task.dim, (rows.start, rows.stop, rows.step))
+    save_trained_model(folder, model, params, d_in=format.token_dim(task.dim),
+                       d_out=format.n_labels, seeds=seeds, labels=labels,
+                       about={"task": to_dict(task), "format": to_dict(format)})
+
+
 def circuit_model_size(model: TransformerConfig, format: ItemLabelTokens, task: Any
                        ) -> dict[str, Any]:
     """The summary's ``model_size`` (:func:`~iclab.models.model_size`) of the papers'
@@ -130,18 +146,18 @@ class ClassificationSetup(Protocol):
 
 
 def train_with_circuits(config: ClassificationSetup,
-                        eval_sets: Mapping[str, ClassificationEpisode], store: RunStore, *,
-                        resume: bool, progress: bool) -> pd.DataFrame:
-    """Train ``config.seed_list`` into ``store`` with the circuit probe (and attention maps)
-    on every evaluation set; the layer-1 clamp ``config.intervention``
-    (:func:`layer1_clamp`) holds during training, evaluation and the probe alike. Returns
-    the evaluation table (the run folder holds the rest)."""
+                        eval_sets: Mapping[str, ClassificationEpisode], context: RunContext
+                        ) -> pd.DataFrame:
+    """Train ``config.seed_list`` into the run folder with the circuit probe (and attention
+    maps) on every evaluation set and save the trained models; the layer-1 clamp
+    ``config.intervention`` (:func:`layer1_clamp`) holds during training, evaluation and
+    the probe alike. Returns the evaluation table (the run folder holds the rest)."""
     task, format, model = config.task, config.format, config.model
     interventions = layer1_clamp(config.intervention, task.n_context, model.n_heads)
     trainer = Trainer(task, format, model_factory(model, format, task.dim, task.n_context),
                       config.train, interventions=interventions,
                       probe=circuit_probe(format, attention_maps=True,
                                           interventions=interventions))
-    _, _, evals = fit(trainer, config.seed_list, dict(eval_sets), out_dir=store.path,
-                      resume=resume, progress=progress)
+    state, _, evals = context.fit(trainer, config.seed_list, dict(eval_sets))
+    save_model(context.store.path, model, format, task, state.params, config.seed_list)
     return evals

@@ -15,8 +15,9 @@ from iclab.config import require, to_dict
 from iclab.data import builtin_datasets
 from iclab.formats import SequenceLabelTokens
 from iclab.models import ModelConfig
+from iclab.recipes.registry import RunContext
 from iclab.tasks import GPICLEpisode, GPICLTask
-from iclab.train import TrainConfig, Trainer, fit
+from iclab.train import TrainConfig, Trainer
 from iclab.train.saved_model import save_trained_model
 
 
@@ -44,7 +45,7 @@ class Warmup:
 
 def warm_up(warmup: Warmup, task: GPICLTask, model: ModelConfig, train: TrainConfig, *,
             seeds: list[int], eval_sets: Mapping[str, GPICLEpisode], folder: Path,
-            resume: bool, progress: bool) -> Any:
+            context: RunContext) -> Any:
     """Train ``model`` on unlimited tasks of ``warmup.dataset`` (shaped like ``task``) into
     ``folder``; its parameters, stacked over seeds, or ``None`` without a warm-up."""
     if warmup.dataset is None:
@@ -54,29 +55,28 @@ def warm_up(warmup: Warmup, task: GPICLTask, model: ModelConfig, train: TrainCon
     _, params = train_gpicl_model(warm_task, model,
                                   dataclasses.replace(train, steps=warmup.steps),
                                   seeds=seeds, eval_sets=eval_sets, folder=folder,
-                                  resume=resume, progress=progress,
+                                  context=context,
                                   description=f"warm-up on {warmup.dataset}")
     return params
 
 
 def train_gpicl_model(task: GPICLTask, model: ModelConfig, train: TrainConfig, *,
                       seeds: list[int], eval_sets: Mapping[str, GPICLEpisode], folder: Path,
-                      resume: bool, progress: bool, description: str = "training",
+                      context: RunContext, description: str = "training",
                       initial_params: Any = None) -> tuple[list[Any], Any]:
     """Meta-train ``model`` on ``task`` (one vmapped program over ``seeds``) into ``folder``:
     metrics, checkpoints and, once finished, ``model.npz``/``model.json`` (reloadable by
     :func:`~iclab.train.saved_model.load_trained_model` and
-    :meth:`iclab.ICLClassifier.from_run`). ``resume`` continues the folder's checkpoint
-    where there is one, so an interrupted sweep redoes nothing finished; ``initial_params``
+    :meth:`iclab.ICLClassifier.from_run`). A resumed run continues the folder's
+    checkpoint where there is one, so an interrupted sweep redoes nothing finished;
+    ``initial_params``
     (stacked over seeds) start it from a warm-up run's parameters. Returns the trained
     models, one per seed, and their parameters stacked over seeds."""
     fmt = SequenceLabelTokens(n_classes=task.n_classes)
     d_in = fmt.token_dim(task.input_dim)
     trainer = Trainer(task, fmt, lambda key: model.build(d_in, task.n_classes, key=key), train)
-    state, _, _ = fit(trainer, seeds, dict(eval_sets), out_dir=folder,
-                      resume=resume and (folder / "checkpoint.npz").exists(),
-                      progress=progress, description=description,
-                      initial_params=initial_params)
+    state, _, _ = context.fit(trainer, seeds, dict(eval_sets), folder=folder,
+                              description=description, initial_params=initial_params)
     save_trained_model(folder, model, state.params, d_in=d_in, d_out=task.n_classes,
                        seeds=seeds, about={"task_kind": "GPICLTask", "task": to_dict(task)})
     models = [trainer.model(jax.tree.map(lambda leaf, i=i: leaf[i], state.params))
