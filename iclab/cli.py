@@ -15,6 +15,7 @@ from typing import Annotated, Generic, TypeVar
 import tyro
 
 from iclab.config import ConfigError
+from iclab.errors import UserError
 from iclab.recipes import RECIPES, get_recipe
 from iclab.runner import default_config, render, run, stored_config
 from iclab.store import RunStore
@@ -23,7 +24,7 @@ from iclab.train import CheckpointError, NonFiniteLossError
 C = TypeVar("C")
 
 # Errors a user can cause and fix: printed as one line, not a traceback.
-USER_ERRORS = (ConfigError, CheckpointError, NonFiniteLossError, FileExistsError,
+USER_ERRORS = (UserError, ConfigError, CheckpointError, NonFiniteLossError, FileExistsError,
                FileNotFoundError, KeyError)
 
 USAGE = """usage: iclab COMMAND ...
@@ -38,8 +39,8 @@ commands:
 @dataclasses.dataclass(frozen=True)
 class RunArgs(Generic[C]):
     config: Annotated[C, tyro.conf.arg(name="")]
-    out: Path | None = None
-    """run folder (default: runs/RECIPE-TIMESTAMP)"""
+    out: str | None = None
+    """run folder, new or empty (default: runs/RECIPE-TIMESTAMP)"""
     resume: bool = False
     """continue the interrupted run in --out from its last checkpoint, with its stored config"""
     quick: bool = False

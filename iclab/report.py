@@ -25,7 +25,7 @@ def write_report(store: RunStore, title: str, figures: list[tuple[str, str]]) ->
              "<h2>Headline numbers</h2>", _numbers_table(summary.get("headline", {})),
              "<h2>Figures</h2>"]
     for name, caption in figures:
-        data = base64.b64encode((store.figures / name).read_bytes()).decode()
+        data = base64.b64encode(store.read_bytes(f"figures/{name}")).decode()
         parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{name}">'
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts += ["<h2>Run</h2>", _numbers_table({key: summary[key] for key in
@@ -33,9 +33,9 @@ def write_report(store: RunStore, title: str, figures: list[tuple[str, str]]) ->
                                               if key in summary}),
               "<h2>Config</h2>",
               f"<pre>{html.escape(json.dumps(config, indent=2))}</pre>"]
-    target = store.path / "report.html"
-    target.write_text(_PAGE.format(title=html.escape(title), body="\n".join(parts)))
-    return target
+    page = _PAGE.format(title=html.escape(title), body="\n".join(parts))
+    store.write_bytes("report.html", page.encode())
+    return store.path / "report.html"
 
 
 def _claims_table(claims: dict[str, Any]) -> str:

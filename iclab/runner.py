@@ -1,5 +1,6 @@
 """Run a recipe into a run folder, resume it, or re-render its report — the Python API
-behind ``iclab run`` and ``iclab report``.
+behind ``iclab run`` and ``iclab report``. Each holds the run folder's lock while it works
+and checks the folder before any compile or write (see :mod:`iclab.store`).
 
 >>> import dataclasses, iclab
 >>> config = iclab.default_config("von-oswald")
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from iclab.config import ConfigError, from_dict, to_dict
+from iclab.errors import RunFolderError
 from iclab.recipes.registry import get_recipe
 from iclab.report import write_report
 from iclab.store import RunStore, environment
@@ -31,37 +33,39 @@ def run(recipe: str, config: Any | None = None, out: str | Path | None = None,
         resume: bool = False, progress: bool = True) -> RunStore:
     """Train and analyse ``recipe``; write config, metrics, summary, figures and report.
 
-    ``resume=True`` continues the interrupted run in ``out`` with its stored config (a
-    ``config`` that differs from it is refused, naming the fields that differ).
+    ``out`` must be new or empty (or hold only this run, with ``resume``); ``resume=True``
+    continues the interrupted run in ``out`` with its stored config (a ``config`` that
+    differs from it is refused, naming the fields that differ). Another process using
+    ``out`` is refused too.
     """
     entry = get_recipe(recipe)
     if out is None:
         if resume:
-            raise ValueError("resume needs the run folder to continue (--out DIR)")
+            raise RunFolderError("resume needs the run folder to continue (--out DIR)")
         out = Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    store = RunStore(Path(out))
-    if resume:
-        config = _check_unchanged(store, stored_config(store, recipe), config)
-    else:
-        if store.exists("checkpoint.npz") or store.exists("summary.json"):
-            raise FileExistsError(f"{store.path} already holds a run: pass --resume to "
-                                  "continue it, or choose another --out")
-        config = config if config is not None else entry.config_type()
-    store.write_json("config.json", {"recipe": recipe, "config": to_dict(config)})
-    started = time.perf_counter()
-    summary = entry.run(config, store, resume, progress)
-    summary.update(recipe=recipe, seeds=getattr(config, "seed_list", None),
-                   wall_time_s=round(time.perf_counter() - started, 2), **environment())
-    store.write_json("summary.json", summary)
-    render(store)
+    with RunStore.open(out, "resume" if resume else "new") as store:
+        if resume:
+            config = _check_unchanged(store, stored_config(store, recipe), config)
+        else:
+            config = config if config is not None else entry.config_type()
+            store.write_json("config.json", {"recipe": recipe, "config": to_dict(config)})
+        started = time.perf_counter()
+        summary = entry.run(config, store, resume, progress)
+        summary.update(recipe=recipe, seeds=getattr(config, "seed_list", None),
+                       wall_time_s=round(time.perf_counter() - started, 2), **environment())
+        store.write_json("summary.json", summary)
+        _render(store)
     return store
 
 
 def render(run_dir: str | Path | RunStore) -> Path:
     """Redraw the figures and ``report.html`` of a finished run from its stored files."""
-    if not isinstance(run_dir, RunStore) and not Path(run_dir).is_dir():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (made by `iclab run`)")
-    store = run_dir if isinstance(run_dir, RunStore) else RunStore(Path(run_dir))
+    path = run_dir.path if isinstance(run_dir, RunStore) else run_dir
+    with RunStore.open(path, "report") as store:
+        return _render(store)
+
+
+def _render(store: RunStore) -> Path:
     entry = get_recipe(store.read_json("config.json")["recipe"])
     figures = entry.figures(store)
     return write_report(store, f"iclab · {entry.name}: {entry.description}", figures)
@@ -69,6 +73,7 @@ def render(run_dir: str | Path | RunStore) -> Path:
 
 def stored_config(store: RunStore, recipe: str) -> Any:
     """The config a run folder was started with; it must be a ``recipe`` run."""
+    store.require_run()
     stored = store.read_json("config.json")
     if stored.get("recipe") != recipe:
         raise ConfigError(f"{store.path}/config.json is a {stored.get('recipe')!r} run, "

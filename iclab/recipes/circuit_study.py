@@ -369,7 +369,7 @@ def recipe_figures(store: RunStore, sets: Sequence[str], circuit_set: str,
     attention maps on ``circuit_set``."""
     model = store.read_json("config.json")["config"]["model"]
     phases = store.read_json("summary.json")["phases"]
-    evals = pd.read_parquet(store.path / "eval_metrics.parquet")
+    evals = store.read_table("eval_metrics.parquet")
     return [
         accuracy_figure(store, evals, sets, phases, levels, title),
         circuit_figure(store, evals, circuit_set, model["n_layers"], model["n_heads"], phases),
