@@ -1,4 +1,5 @@
-"""The ``iclab`` command: ``list``, ``run RECIPE [options]``, ``report RUN_DIR``.
+"""The ``iclab`` command: ``list``, ``run RECIPE [options]``, ``report RUN_DIR``,
+``--version``.
 
 Every recipe option is generated from the recipe's config dataclass by tyro, so
 ``iclab run RECIPE --help`` lists every field with its default.
@@ -10,23 +11,26 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 import tyro
 
+import iclab
+
 from iclab.config import ConfigError
+from iclab.errors import UserError
 from iclab.recipes import RECIPES, get_recipe
-from iclab.runner import default_config, render, run, stored_config
+from iclab.runner import command_line, default_config, render, run, stored_config
 from iclab.store import RunStore
 from iclab.train import CheckpointError, NonFiniteLossError
 
 C = TypeVar("C")
 
 # Errors a user can cause and fix: printed as one line, not a traceback.
-USER_ERRORS = (ConfigError, CheckpointError, NonFiniteLossError, FileExistsError,
+USER_ERRORS = (UserError, ConfigError, CheckpointError, NonFiniteLossError, FileExistsError,
                FileNotFoundError, KeyError)
 
-USAGE = """usage: iclab COMMAND ...
+USAGE = """usage: iclab COMMAND ...   (iclab --version: the installed version)
 
 commands:
   list                     the recipes, one line each
@@ -38,21 +42,27 @@ commands:
 @dataclasses.dataclass(frozen=True)
 class RunArgs(Generic[C]):
     config: Annotated[C, tyro.conf.arg(name="")]
-    out: Path | None = None
-    """run folder (default: runs/RECIPE-TIMESTAMP)"""
+    out: str | None = None
+    """run folder, new or empty (default: runs/RECIPE-TIMESTAMP)"""
     resume: bool = False
     """continue the interrupted run in --out from its last checkpoint, with its stored config"""
     quick: bool = False
     """start from the recipe's quick preset (minutes on a CPU; see the recipe's docs); other
     options still override it"""
     progress: bool = True
-    """draw a progress bar"""
+    """draw progress bars and say which analysis step runs"""
+    log: Literal["none", "tensorboard"] = "none"
+    """live logging of every evaluation: "tensorboard" writes RUN_DIR/tensorboard (view with
+    tensorboard --logdir runs/; needs pip install "iclab[tensorboard]")"""
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"iclab {iclab.__version__}")
         return 0
     command, rest = argv[0], argv[1:]
     try:
@@ -82,13 +92,12 @@ def _run(argv: list[str]) -> None:
     default = RunArgs(_defaults(recipe.name, argv))
     args = tyro.cli(RunArgs[recipe.config_type], args=argv[1:], default=default,
                     prog=f"iclab run {recipe.name}", description=recipe.description)
-    store = run(recipe.name, args.config, out=args.out, resume=args.resume,
-                progress=args.progress)
-    summary = store.read_json("summary.json")
-    for name, claim in summary.get("claims", {}).items():
-        print(f"[{'PASS' if claim['passed'] else 'FAIL'}] {name}: {claim['statement']} "
-              f"(measured {claim['value']:.4g})")
-    print(f"wrote {store.path}/summary.json and {store.path}/report.html")
+    finished = run(recipe.name, args.config, out=args.out, resume=args.resume,
+                   progress=args.progress, log=args.log, command=command_line())
+    for name, claim in finished.summary.claims.items():
+        print(f"[{'PASS' if claim.passed else 'FAIL'}] {name}: {claim.statement} "
+              f"(measured {claim.value:.4g})")
+    print(f"wrote {finished.path}/summary.json and {finished.path}/report.html")
 
 
 def _defaults(recipe: str, argv: list[str]) -> object:

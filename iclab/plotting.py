@@ -1,4 +1,5 @@
-"""Shared matplotlib set-up: a headless backend and one way to save a figure."""
+"""Shared matplotlib set-up: a headless backend and one way to save a figure (atomically,
+never through a symbolic link: :func:`iclab.store.write_file`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+from iclab.store import write_file
 
 COLORS = {"model": "#1f77b4", "gd": "#d62728", "gdpp": "#9467bd", "lsq": "#2ca02c",
           "zero": "#7f7f7f", "construction": "#d62728"}
@@ -35,7 +38,10 @@ def mark_levels(ax: plt.Axes, levels: Mapping[str, float]) -> None:
 def save(figure: Figure, path: Path, *, tight_layout: bool = True) -> None:
     """Write ``figure`` as a PNG and close it; ``tight_layout=False`` for figures whose
     colour bars span several axes (they place themselves)."""
-    if tight_layout:
-        figure.tight_layout()
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    try:
+        if tight_layout:
+            figure.tight_layout()
+        write_file(path, lambda file: figure.savefig(file, format="png", dpi=120,
+                                                     bbox_inches="tight"))
+    finally:
+        plt.close(figure)

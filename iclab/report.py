@@ -48,7 +48,7 @@ def write_report(store: RunStore, summary: Summary, figures: Sequence[Figure]) -
               "<h2>Config</h2>",
               f"<pre>{html.escape(json.dumps(store.read_json('config.json'), indent=2))}</pre>"]
     page = _PAGE.format(title=html.escape(f"iclab · {info.recipe}"), body="\n".join(parts))
-    store.write_text("report.html", page)
+    store.write_bytes("report.html", page.encode())
     return store.path / "report.html"
 
 

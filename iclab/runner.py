@@ -1,21 +1,29 @@
 """Run a recipe into a run folder, resume it, or re-render its report — the Python API
-behind ``iclab run`` and ``iclab report``.
+behind ``iclab run`` and ``iclab report``. Each holds the run folder's lock while it works
+and checks the folder before any compile or write (see :mod:`iclab.store`).
 
 >>> import dataclasses, iclab
 >>> config = iclab.default_config("von-oswald")
->>> store = iclab.run("von-oswald", dataclasses.replace(config, seeds=4), out="runs/vo")
->>> store.read_json("summary.json")["headline"]["model_loss"]
+>>> run = iclab.run("von-oswald", dataclasses.replace(config, seeds=4), out="runs/vo")
+>>> run.summary.headline["model_loss"].value
 """
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import iclab
 from iclab.config import ConfigError, from_dict, to_dict
-from iclab.recipes.registry import get_recipe
+from iclab.errors import RunFolderError
+from iclab.recipes.registry import RunContext, get_recipe
 from iclab.report import write_report
+from iclab.results import RunInfo, Summary
+from iclab.runs import Run, load_run
 from iclab.store import RunStore, environment
 
 
@@ -28,52 +36,85 @@ def default_config(recipe: str, *, quick: bool = False) -> Any:
 
 
 def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None,
-        resume: bool = False, progress: bool = True) -> RunStore:
-    """Train and analyse ``recipe``; write config, metrics, summary, figures and report.
+        resume: bool = False, progress: bool = True,
+        log: Literal["none", "tensorboard"] = "none", command: str | None = None) -> Run:
+    """Train and analyse ``recipe``; write config, metrics, models, summary, figures and
+    report into ``out``, and return the finished :class:`~iclab.runs.Run`.
 
-    ``resume=True`` continues the interrupted run in ``out`` with its stored config (a
-    ``config`` that differs from it is refused, naming the fields that differ).
+    ``out`` must be new or empty (or hold only this run, with ``resume``); ``resume=True``
+    continues the interrupted run in ``out`` with its stored config (a ``config`` that
+    differs from it is refused, naming the fields that differ). Another process using
+    ``out`` is refused too. ``log="tensorboard"`` logs every evaluation live to
+    ``out/tensorboard``; ``command`` is the command line recorded in the summary.
     """
     entry = get_recipe(recipe)
     if out is None:
         if resume:
-            raise ValueError("resume needs the run folder to continue (--out DIR)")
+            raise RunFolderError("--resume needs the run folder to continue (--out DIR)")
         out = Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    store = RunStore(Path(out))
-    if resume:
-        config = _check_unchanged(store, stored_config(store, recipe), config)
-    else:
-        if store.exists("checkpoint.npz") or store.exists("summary.json"):
-            raise FileExistsError(f"{store.path} already holds a run: pass --resume to "
-                                  "continue it, or choose another --out")
-        config = config if config is not None else entry.config_type()
-    store.write_json("config.json", {"recipe": recipe, "config": to_dict(config)})
-    started = time.perf_counter()
-    summary = entry.run(config, store, resume=resume, progress=progress)
-    summary.update(recipe=recipe, seeds=getattr(config, "seed_list", None),
-                   wall_time_s=round(time.perf_counter() - started, 2), **environment())
-    store.write_json("summary.json", summary)
-    render(store)
-    return store
+    with RunStore.open(out, "resume" if resume else "new") as store:
+        if resume:
+            config = _check_unchanged(store, stored_config(store, recipe), config)
+        else:
+            config = config if config is not None else entry.config_type()
+            store.write_json("config.json", {"recipe": recipe, "config": to_dict(config)})
+        context = RunContext(store, resume=resume, progress=progress, log=log)
+        result = entry.run(config, context)
+        env = environment()
+        info = RunInfo(recipe=recipe, paper=entry.paper, seeds=tuple(config.seed_list),
+                       wall_time_s=round(time.perf_counter() - context.started, 2),
+                       versions=env["versions"], device=env["device"],
+                       n_devices=env["n_devices"], command=command, git_commit=git_commit())
+        summary = Summary(result, info)
+        store.write_json("summary.json", summary.to_json())
+        context.stage("figures and report")
+        _render(store, summary)
+    return load_run(store.path)
 
 
-def render(run_dir: str | Path | RunStore) -> Path:
+def render(run_dir: str | Path) -> Path:
     """Redraw the figures and ``report.html`` of a finished run from its stored files."""
-    if not isinstance(run_dir, RunStore) and not Path(run_dir).is_dir():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (made by `iclab run`)")
-    store = run_dir if isinstance(run_dir, RunStore) else RunStore(Path(run_dir))
-    entry = get_recipe(store.read_json("config.json")["recipe"])
-    figures = entry.figures(store)
-    return write_report(store, f"iclab · {entry.name}: {entry.description}", figures)
+    with RunStore.open(run_dir, "report") as store:
+        return _render(store, load_run(store.path).summary)
+
+
+def _render(store: RunStore, summary: Summary) -> Path:
+    figures = get_recipe(summary.run.recipe).figures(store, summary)
+    return write_report(store, summary, figures)
 
 
 def stored_config(store: RunStore, recipe: str) -> Any:
     """The config a run folder was started with; it must be a ``recipe`` run."""
+    store.require_run()
     stored = store.read_json("config.json")
     if stored.get("recipe") != recipe:
         raise ConfigError(f"{store.path}/config.json is a {stored.get('recipe')!r} run, "
                           f"not {recipe!r}")
     return from_dict(get_recipe(recipe).config_type, stored["config"])
+
+
+def command_line() -> str:
+    """This process's command line, as a shell would read it back."""
+    return shlex.join(["iclab", *sys.argv[1:]])
+
+
+def git_commit() -> str | None:
+    """The commit of the git checkout iclab runs from (``+dirty`` with uncommitted
+    changes), or None outside one."""
+    root = Path(iclab.__file__).resolve().parent.parent
+    try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        if Path(top.stdout.strip()).resolve() != root:
+            return None  # iclab is installed inside some other repository
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True)
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                 "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def _check_unchanged(store: RunStore, config: Any, requested: Any) -> Any:
@@ -94,4 +135,4 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return names
 
 
-__all__ = ["default_config", "render", "run", "stored_config"]
+__all__ = ["command_line", "default_config", "git_commit", "render", "run", "stored_config"]

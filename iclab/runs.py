@@ -23,10 +23,14 @@ from iclab.errors import RunFolderError
 from iclab.recipes.registry import Recipe, get_recipe
 from iclab.results import Summary
 from iclab.store import RunStore
+from iclab.train.engine import EVAL_METRICS, TRAIN_METRICS
 from iclab.train.saved_model import TrainedModel, load_trained_model
 
 _EVAL_COLUMN = re.compile(
-    r"^eval_(?:(?P<set>.+?)_)?(?:L(?P<layer>\d+)H(?P<head>\d+)\.(?P<probe>\w+)|(?P<metric>[a-z]+))$")
+    r"^eval_(?:(?P<set>.+?)_)?(?:L(?P<layer>\d+)H(?P<head>\d+)\.(?P<probe>\w+)"
+    r"|(?P<metric>loss|accuracy(?:_last(?:_quarter)?)?))$")
+"""``eval_[SET_]METRIC`` (the formats' loss and metrics) or ``eval_[SET_]L#H#.NAME`` (a
+probe's number per layer and head); any other evaluation column is a metric of its own."""
 METRIC_COLUMNS = ["model", "step", "seed", "split", "set", "metric", "layer", "head", "value"]
 
 
@@ -56,7 +60,8 @@ class Run:
         unnamed set), ``metric`` ("loss", "accuracy", a circuit score, ...), ``layer`` and
         ``head`` (for per-head probe numbers, else missing) and ``value``.
         """
-        frames = [tidy_metrics(store.metric_tables(), model=name)
+        frames = [tidy_metrics((store.read_table(TRAIN_METRICS), store.read_table(EVAL_METRICS)),
+                               model=name)
                   for name, store in _metric_folders(self.path)]
         if not frames:
             return pd.DataFrame(columns=METRIC_COLUMNS)
@@ -85,10 +90,9 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     """Read the finished run in ``path`` (made by ``iclab run`` or :func:`iclab.run`)."""
-    store = RunStore.existing(Path(path))
+    store = RunStore(Path(path))
+    store.require_run()
     stored = store.read_json("config.json")
-    if not isinstance(stored, dict) or "recipe" not in stored or "config" not in stored:
-        raise RunFolderError(f"{store.path / 'config.json'}: not an iclab run config")
     recipe = get_recipe(stored["recipe"])
     config = from_dict(recipe.config_type, stored["config"])
     if not store.exists("summary.json"):
@@ -110,13 +114,10 @@ def tidy_metrics(tables: tuple[pd.DataFrame, pd.DataFrame], *, model: str = "") 
     if len(evals):
         long = evals.melt(id_vars=["step", "seed"], var_name="column")
         parsed = long.column.str.extract(_EVAL_COLUMN)
-        unparsed = long.column[parsed.probe.isna() & parsed.metric.isna()]
-        if len(unparsed):
-            raise RunFolderError(f"evaluation column {unparsed.iloc[0]!r} is not an iclab "
-                                 "metric name (eval_[SET_]METRIC or eval_[SET_]L#H#.NAME)")
+        other = long.column.str.removeprefix("eval_")
         parts.append(long.drop(columns="column").assign(
             split="eval", set=parsed["set"].fillna(""),
-            metric=parsed.probe.fillna(parsed.metric),
+            metric=parsed.probe.fillna(parsed.metric).fillna(other),
             layer=pd.to_numeric(parsed.layer).astype("Int64"),
             head=pd.to_numeric(parsed["head"]).astype("Int64")))
     if not parts:
@@ -132,8 +133,8 @@ def _metric_folders(path: Path) -> list[tuple[str, RunStore]]:
     named relative to ``path``."""
     found = []
     for folder in sorted([path, *(p for p in path.rglob("*") if p.is_dir())]):
-        store = RunStore.existing(folder)
-        if store.has_metrics():
+        store = RunStore(folder)
+        if store.exists(EVAL_METRICS) and store.exists(TRAIN_METRICS):
             name = folder.relative_to(path).as_posix()
             found.append(("" if name == "." else name, store))
     return found

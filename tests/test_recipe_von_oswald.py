@@ -10,6 +10,7 @@ import pytest
 
 from iclab.cli import main
 from iclab.config import ConfigError
+from iclab.errors import RunFolderError
 from iclab.recipes.von_oswald import VonOswaldConfig
 from iclab.runner import default_config, run
 
@@ -135,7 +136,7 @@ def test_help_lists_every_option_with_its_default(capsys):
 
 
 def test_python_api_refuses_a_resume_without_a_run_folder():
-    with pytest.raises(ValueError, match="--out"):
+    with pytest.raises(RunFolderError, match="--out"):
         run("von-oswald", resume=True)
     with pytest.raises(ConfigError, match="seeds"):
         VonOswaldConfig(seeds=0)

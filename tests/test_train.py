@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import json
 import os
 import re
 import warnings
@@ -162,16 +163,17 @@ def test_checkpoint_round_trip(tmp_path, getkey):
     state = _state(getkey())
     path = tmp_path / "checkpoint.npz"
     save_checkpoint(path, state, {"step": 7, "seeds": [1, 2]})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", "checkpoint.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]  # one file
     loaded, metadata = load_checkpoint(path, _zeros_like(state))
     assert metadata == {"step": 7, "seeds": [1, 2]}
     assert jax.tree.structure(loaded) == jax.tree.structure(state)
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(state), strict=True):
         assert np.asarray(a).dtype == np.asarray(b).dtype
         np.testing.assert_array_equal(a, b)
-    # Plain NumPy reads it: one named array per leaf, no pickle.
+    # Plain NumPy reads it: one named array per leaf and the metadata, no pickle.
     with np.load(path, allow_pickle=False) as stored:
-        assert len(stored.files) == len(jax.tree.leaves(state))
+        assert len(stored.files) == len(jax.tree.leaves(state)) + 1
+        assert json.loads(str(stored["__metadata__"])) == {"step": 7, "seeds": [1, 2]}
         assert any("w" in name for name in stored.files)
     # Saving again replaces it in place.
     save_checkpoint(path, _zeros_like(state), {"step": 8})
@@ -186,8 +188,8 @@ def test_checkpoint_missing_file(tmp_path, getkey):
         load_checkpoint(path, _state(getkey()))
     # The arrays without their metadata are not a checkpoint either.
     state = _state(getkey())
-    save_checkpoint(path, state, {})
-    (tmp_path / "nothing.json").unlink()
+    np.savez(path, **{jax.tree_util.keystr(p): leaf
+                      for p, leaf in jax.tree_util.tree_leaves_with_path(state)})
     with pytest.raises(CheckpointError, match=re.escape(str(path))):
         load_checkpoint(path, state)
 
@@ -347,9 +349,19 @@ def test_resume_with_other_seeds_raises(trainer, eval_episodes, single_seed_run,
         fit(trainer, [1, 2], eval_episodes, out_dir=out_dir, resume=True, progress=False)
 
 
-def test_resume_without_checkpoint_raises(trainer, eval_episodes, tmp_path):
-    with pytest.raises(CheckpointError, match=re.escape(str(tmp_path / "checkpoint.npz"))):
-        fit(trainer, [1], eval_episodes, out_dir=tmp_path, resume=True, progress=False)
+def test_resume_without_checkpoint_starts_afresh(trainer, eval_episodes, single_seed_run,
+                                                 tmp_path):
+    """A run stopped before its first checkpoint resumes from step 0 (stale tables of the
+    stopped run are not read)."""
+    pd.DataFrame({"step": [1, 2], "seed": [1, 1], "loss": [9.0, 9.0]}).to_parquet(
+        tmp_path / "train_metrics.parquet")
+    state, train, evals = fit(trainer, [1], eval_episodes, out_dir=tmp_path, resume=True,
+                              progress=False)
+    state_a, train_a, eval_a, _ = single_seed_run
+    for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    pd.testing.assert_frame_equal(train_a, train, check_exact=True)
+    pd.testing.assert_frame_equal(eval_a, evals, check_exact=True)
     with pytest.raises(ValueError, match="out_dir"):
         fit(trainer, [1], eval_episodes, resume=True, progress=False)
 

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
-import pandas as pd
 
 from iclab.config import Seeds, require
 from iclab.data import builtin_datasets
@@ -290,7 +289,7 @@ def training_figure(store: RunStore, summary: Summary) -> Figure:
     figure, axes = subplots(ncols=2, width=4.5, height=3.5)
     for index, folder in enumerate(sorted(summary.result.models,
                                           key=lambda name: int(name.split("^")[1]))):
-        evals = pd.read_parquet(store.path / folder / "eval_metrics.parquet")
+        evals = store.read_table(f"{folder}/eval_metrics.parquet")
         rows = evals.groupby("step").mean(numeric_only=True)
         color = f"C{index % 10}"
         for ax, name in zip(axes, ("seen_tasks", "unseen_tasks"), strict=True):

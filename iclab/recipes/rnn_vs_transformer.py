@@ -22,7 +22,6 @@ from typing import Literal
 import equinox as eqx
 import jax
 import numpy as np
-import pandas as pd
 
 from iclab.config import Seeds, require
 from iclab.formats import ItemLabelTokens, SequenceLabelTokens
@@ -311,7 +310,7 @@ def size_figure(store: RunStore, summary: Summary) -> Figure:
 def bursty_figure(store: RunStore, summary: Summary) -> Figure:
     figure, axes = subplots(ncols=len(BURSTY_SETS), width=3.5, height=3.2)
     for index, name in enumerate(summary.result.details["model_names"]):
-        evals = pd.read_parquet(store.path / "bursty" / name / "eval_metrics.parquet")
+        evals = store.read_table(f"bursty/{name}/eval_metrics.parquet")
         rows = evals.groupby("step").mean(numeric_only=True)
         for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
             ax.plot(rows.index, rows[f"eval_{set_name}_accuracy"], color=f"C{index}",

@@ -249,8 +249,8 @@ def claims(headline: dict[str, float], model: LSAConfig) -> dict[str, Claim]:
 
 def figures(store: RunStore, summary: Summary) -> list[Figure]:
     results = store.read_arrays("results.npz")
-    evals = pd.read_parquet(store.path / "eval_metrics.parquet")
-    train = pd.read_parquet(store.path / "train_metrics.parquet")
+    evals = store.read_table("eval_metrics.parquet")
+    train = store.read_table("train_metrics.parquet")
     return [_loss_curves(store, results, train, evals), _icl_curve(store, results),
             _weights(store, results), _shift_curves(store, results)]
 

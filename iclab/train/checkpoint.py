@@ -1,50 +1,53 @@
-"""Checkpoints as named arrays (``.npz``) plus JSON metadata — no pickle.
+"""Checkpoints as named arrays with their JSON metadata in one ``.npz`` — no pickle.
 
 Each leaf of a pytree is stored under its path (``jax.tree_util.keystr``), so a file can
 be inspected with plain NumPy, and loading into a template checks every name and shape.
-Files are written to a temporary name and renamed, so a crash mid-write leaves the previous
-checkpoint intact.
+The metadata (e.g. the step and seeds) is the string array ``__metadata__`` of the same
+file, and the file is written atomically (:func:`iclab.store.write_file`), so a
+checkpoint is replaced in one step: a kill leaves the previous one or the new one, whole.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, TypeVar
 
 import jax
 import numpy as np
 
-from iclab.errors import CheckpointError
+from iclab.errors import CheckpointError, RunFolderError
+from iclab.store import RunStore, write_file
 
 T = TypeVar("T")
+METADATA = "__metadata__"
 
 
 def save_checkpoint(path: Path, tree: Any, metadata: dict[str, Any]) -> None:
-    """Write ``tree``'s array leaves to ``path`` (``.npz``) and ``metadata`` beside it."""
+    """Write ``tree``'s array leaves and ``metadata`` to ``path`` (``.npz``), atomically."""
     arrays = {jax.tree_util.keystr(p): np.asarray(leaf)
               for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    _write_json_atomic(path.with_suffix(".json"), metadata)
+    arrays[METADATA] = np.asarray(json.dumps(metadata))
+    write_file(Path(path), lambda file: np.savez(file, **arrays))
 
 
 def load_checkpoint(path: Path, template: T) -> tuple[T, dict[str, Any]]:
     """Fill ``template``'s leaves from ``path``; check every name, shape and dtype."""
-    meta_path = path.with_suffix(".json")
-    if not path.exists() or not meta_path.exists():
-        raise CheckpointError(f"no checkpoint at {path} (expected {path.name} and "
-                              f"{meta_path.name}); run without --resume to start afresh")
+    path = Path(path)
+    if not os.path.lexists(path):
+        raise CheckpointError(f"no checkpoint at {path}; run without --resume to start "
+                              "afresh")
     try:
-        # Our own handle: np.load leaks its file when the archive is not a valid zip.
-        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
-            stored = {name: archive[name] for name in archive.files}
-        metadata = json.loads(meta_path.read_text())
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"{path}: not a readable iclab checkpoint ({error})") from error
+        stored = RunStore(path.parent).read_arrays(path.name)
+    except RunFolderError as error:
+        raise CheckpointError(str(error)) from None
+    try:
+        metadata = json.loads(str(stored.pop(METADATA)))
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{path}: not an iclab checkpoint (its {METADATA} entry is "
+                              "missing or unreadable; older iclab versions kept it in a .json "
+                              "file): run without --resume to start afresh") from None
     leaves = []
     paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     for key_path, leaf in paths_and_leaves:
@@ -60,8 +63,3 @@ def load_checkpoint(path: Path, template: T) -> tuple[T, dict[str, Any]]:
         leaves.append(value)
     return jax.tree_util.tree_unflatten(treedef, leaves), metadata
 
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp.json")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

@@ -11,7 +11,6 @@ a checkpoint draws exactly the batches the uninterrupted run would have drawn.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,8 +28,9 @@ from tqdm.auto import tqdm
 from iclab.formats.regression import Format
 from iclab.learners import ModelLearner
 from iclab.models.hooks import Intervention
+from iclab.store import RunStore
 from iclab.tasks.base import Task
-from iclab.train.checkpoint import load_checkpoint, save_checkpoint
+from iclab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from iclab.train.config import TrainConfig
 from iclab.train.loggers import MetricLogger, log_evaluation
 from iclab.train.optim import make_optimizer
@@ -42,7 +42,8 @@ evaluation, e.g. circuit scores read from attention patterns (``iclab.analysis``
 become columns of the evaluation table; arrays (e.g. mean attention maps) are stacked over
 evaluations in the run folder's ``eval_arrays.npz`` (see :func:`load_eval_arrays`)."""
 
-EVAL_ARRAYS = "eval_arrays.npz"
+CHECKPOINT, EVAL_ARRAYS = "checkpoint.npz", "eval_arrays.npz"
+TRAIN_METRICS, EVAL_METRICS = "train_metrics.parquet", "eval_metrics.parquet"
 
 
 class TrainState(eqx.Module):
@@ -157,9 +158,11 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
     in-distribution, IC and IW sets of :func:`~iclab.tasks.evaluation_sets`), evaluated
     every ``eval_every`` steps.
 
-    With ``out_dir``, writes ``checkpoint.npz``/``.json``, ``train_metrics.parquet``/
-    ``eval_metrics.parquet`` and the probe's arrays (``eval_arrays.npz``) every
-    ``checkpoint_every`` steps; ``resume=True`` continues from them. A non-finite loss stops
+    With ``out_dir``, commits ``train_metrics.parquet``/``eval_metrics.parquet``, the
+    probe's arrays (``eval_arrays.npz``) and then ``checkpoint.npz`` every
+    ``checkpoint_every`` steps (see :mod:`iclab.store`: a kill at any instant loses no row);
+    ``resume=True`` continues from the last checkpoint there, or starts afresh if none was
+    committed yet. The caller owns ``out_dir`` (``iclab run`` locks it). A non-finite loss stops
     the run with :class:`NonFiniteLossError` after saving the last good state.
     ``description`` labels the progress bar. ``initial_params`` start training from given
     parameters (see :meth:`Trainer.init`) instead of each seed's initialisation, e.g. for
@@ -170,7 +173,8 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
     config = trainer.config
     if out_dir is not None:
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:  # a fresh run never leaves an older run's checkpoint to resume
+            RunStore(out_dir).remove(CHECKPOINT)
     state = trainer.init(seeds, initial_params)
     train_rows: list[pd.DataFrame] = []
     eval_rows: list[pd.DataFrame] = []
@@ -238,45 +242,57 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _save(out_dir: Path, state: TrainState, seeds: list[int], train_rows: list[pd.DataFrame],
           eval_rows: list[pd.DataFrame], arrays: list[dict[str, np.ndarray]]) -> None:
-    step = int(state.step[0])
-    _concat(train_rows).to_parquet(out_dir / "train_metrics.parquet")
-    _concat(eval_rows).to_parquet(out_dir / "eval_metrics.parquet")
+    """Commit a checkpoint: the tables (every row so far) first, the state last."""
+    store = RunStore(out_dir)
+    store.write_table(TRAIN_METRICS, _concat(train_rows))
+    store.write_table(EVAL_METRICS, _concat(eval_rows))
     if any(arrays):
-        stacked = {name: np.stack([row[name] for row in arrays]) for name in arrays[0]}
-        tmp = out_dir / f"{EVAL_ARRAYS}.tmp.npz"
-        np.savez(tmp, **stacked)
-        os.replace(tmp, out_dir / EVAL_ARRAYS)
-    save_checkpoint(out_dir / "checkpoint.npz", state, {"step": step, "seeds": seeds})
+        store.write_arrays(EVAL_ARRAYS, {name: np.stack([row[name] for row in arrays])
+                                         for name in arrays[0]})
+    save_checkpoint(out_dir / CHECKPOINT, state, {"step": int(state.step[0]), "seeds": seeds})
 
 
 def _restore(out_dir: Path, template: TrainState, seeds: list[int]
              ) -> tuple[TrainState, list[pd.DataFrame], list[pd.DataFrame],
                         list[dict[str, np.ndarray]]]:
-    state, metadata = load_checkpoint(out_dir / "checkpoint.npz", template)
+    """The committed checkpoint and the rows up to its step; ``template`` and no rows where
+    no checkpoint has been committed yet (a run stopped before its first)."""
+    store = RunStore(out_dir)
+    if not store.exists(CHECKPOINT):
+        return template, [], [], []
+    state, metadata = load_checkpoint(out_dir / CHECKPOINT, template)
     if metadata.get("seeds") != seeds:
-        raise ValueError(f"{out_dir}/checkpoint.json holds seeds {metadata.get('seeds')}, "
-                         f"not the requested {seeds}")
+        raise CheckpointError(f"{out_dir / CHECKPOINT} holds seeds {metadata.get('seeds')}, "
+                              f"not the requested {seeds}")
     step = metadata["step"]
-    train = pd.read_parquet(out_dir / "train_metrics.parquet")
-    evals = pd.read_parquet(out_dir / "eval_metrics.parquet")
     arrays = []
-    if (out_dir / EVAL_ARRAYS).exists():
+    if store.exists(EVAL_ARRAYS):
         steps, stacked = load_eval_arrays(out_dir)
         arrays = [{"step": np.asarray(s), **{name: value[i] for name, value in stacked.items()}}
                   for i, s in enumerate(steps) if s <= step]
-    return (jax.tree.map(jnp.asarray, state), [train[train.step <= step]],
-            [evals[evals.step <= step]], arrays)
+    return (jax.tree.map(jnp.asarray, state), [_rows_up_to(store, TRAIN_METRICS, step)],
+            [_rows_up_to(store, EVAL_METRICS, step)], arrays)
+
+
+def _rows_up_to(store: RunStore, name: str, step: int) -> pd.DataFrame:
+    """The rows of table ``name`` up to ``step``, which the commit order guarantees."""
+    table = store.read_table(name)
+    last = table.step.max() if "step" in table and len(table) else None
+    if last is None or last < step:
+        raise CheckpointError(f"{store.path / name} ends at step {last}, before the "
+                              f"checkpoint's step {step}: the folder was changed by hand")
+    return table[table.step <= step]
 
 
 def load_eval_arrays(out_dir: Path | str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The probe arrays a run logged: the evaluation steps and ``{name: (evals, seeds, ...)}``.
     """
-    path = Path(out_dir) / EVAL_ARRAYS
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no probe arrays (the run's probe returned scalars "
-                                "only, or it has not reached its first checkpoint)")
-    with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
-        stacked = {name: archive[name] for name in archive.files}
+    store = RunStore(Path(out_dir))
+    if not store.exists(EVAL_ARRAYS):
+        raise FileNotFoundError(f"{store.path / EVAL_ARRAYS}: no probe arrays (the run's probe "
+                                "returned scalars only, or it has not reached its first "
+                                "checkpoint)")
+    stacked = store.read_arrays(EVAL_ARRAYS)
     return stacked.pop("step"), stacked
 
 

@@ -8,7 +8,8 @@
                         free-form ``about`` (e.g. the task and format it was meta-trained on)
 
 Written with :func:`~iclab.train.checkpoint.save_checkpoint` (no pickle; loading checks
-every array's name, shape and dtype against the config).
+every array's name, shape and dtype against the config), which also keeps the description
+inside ``model.npz``; ``model.json`` is written after it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from iclab.config import from_dict, to_dict
 from iclab.models import LearnedLabels, LSAConfig, ModelConfig, RecurrentConfig, TransformerConfig
+from iclab.store import RunStore
 from iclab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 MODEL_FILE = "model.npz"
@@ -73,10 +75,11 @@ def save_trained_model(folder: Path, config: ModelConfig, params: Any, *, d_in: 
     ``labels`` if given, stacked over ``seeds`` on axis 0 as a
     :class:`~iclab.train.Trainer` holds them) to ``folder``."""
     kind = next(name for name, cls in MODEL_KINDS.items() if isinstance(config, cls))
-    save_checkpoint(Path(folder) / MODEL_FILE, params, {
-        "kind": kind, "config": to_dict(config), "d_in": d_in, "d_out": d_out,
-        "seeds": list(seeds), "about": about,
-        "labels": None if labels is None else dataclasses.asdict(labels)})
+    description = {"kind": kind, "config": to_dict(config), "d_in": d_in, "d_out": d_out,
+                   "seeds": list(seeds), "about": about,
+                   "labels": None if labels is None else dataclasses.asdict(labels)}
+    save_checkpoint(Path(folder) / MODEL_FILE, params, description)
+    RunStore(Path(folder)).write_json("model.json", description)
 
 
 def load_trained_model(folder: str | Path) -> TrainedModel:

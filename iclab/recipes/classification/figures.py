@@ -116,7 +116,7 @@ def recipe_figures(store: RunStore, summary: Summary, *, sets: Sequence[str],
     attention maps on ``circuit_set``."""
     model = store.read_json("config.json")["config"]["model"]
     phases = summary.result.phases
-    evals = pd.read_parquet(store.path / "eval_metrics.parquet")
+    evals = store.read_table("eval_metrics.parquet")
     return [
         accuracy_figure(store, evals, phases, sets=sets, levels=levels, title=title),
         circuit_figure(store, evals, phases, set_name=circuit_set,
