@@ -16,7 +16,6 @@ from typing import Annotated, Generic, Literal, TypeVar
 import tyro
 
 import iclab
-
 from iclab.config import ConfigError
 from iclab.errors import UserError
 from iclab.recipes import RECIPES, get_recipe

@@ -3,8 +3,6 @@ phase table, figures, interventions, and config errors that name the field."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +13,7 @@ from iclab.config import ConfigError
 from iclab.recipes.minegishi import MinegishiConfig, expected_phases, without_initial_fit
 from iclab.recipes.reddy import ReddyConfig, ic_rise
 from iclab.runner import default_config
+from iclab.runs import load_run
 from iclab.tasks import InContextMetaLearning
 from iclab.train import load_eval_arrays
 
@@ -39,23 +38,24 @@ def reddy_run(tmp_path_factory):
 
 
 def test_minegishi_run_folder(minegishi_run):
-    summary = json.loads((minegishi_run / "summary.json").read_text())
-    config = json.loads((minegishi_run / "config.json").read_text())["config"]
-    assert config["train"]["lr"] == 0.05  # --quick, with the step options on top
-    assert config["train"]["steps"] == 40
-    headline = summary["headline"]
-    assert 0 <= headline["final_accuracy"] <= 1
-    assert len(headline["task_accuracies"]) == 3
-    assert headline["expected_phases"] == 3
-    assert summary["model_size"] == {"kind": "Transformer", "parameters": 137_472,
+    run = load_run(minegishi_run)
+    summary = run.summary.result
+    assert run.config.train.lr == 0.05  # --quick, with the step options on top
+    assert run.config.train.steps == 40
+    headline = summary.headline
+    assert 0 <= headline["final_accuracy"].value <= 1
+    assert len(headline["final_accuracy"].per_seed) == 1
+    assert {f"task_{tau}_accuracy" for tau in range(3)} <= set(headline)
+    assert headline["phase_count"].paper == 3  # the phases expected in this setting
+    assert summary.model_size == {"kind": "Transformer", "parameters": 137_472,
                                      "state_size": 128 * 2 * 9, "carried_floats": 2 * 2304,
                                      "seq_len": 9}  # 2N + 1 tokens of width 128
-    phase = summary["phases"][0]
+    phase = summary.phases[0]
     assert phase["start_step"] == 0 and phase["end_step"] == 40
     assert set(phase["circuits"]) == {"layer_0", "layer_1"}
     assert set(phase["circuits"]["layer_0"]) == {"bigram", "label_attention", "chunk_example",
                                                   "tila2"}
-    assert summary["claims"]["final_accuracy"]["passed"] is False  # 40 steps learn nothing
+    assert summary.claims["final_accuracy"].passed is False  # 40 steps learn nothing
     evals = pd.read_parquet(minegishi_run / "eval_metrics.parquet")
     assert {"eval_in_distribution_accuracy", "eval_random_label_accuracy",
             "eval_task_2_accuracy", "eval_in_distribution_L1H0.bigram"} <= set(evals.columns)
@@ -67,11 +67,11 @@ def test_minegishi_run_folder(minegishi_run):
 
 
 def test_reddy_run_folder_and_clamped_layer1(reddy_run):
-    summary = json.loads((reddy_run / "summary.json").read_text())
+    summary = load_run(reddy_run).summary
     for key in ("ic_accuracy", "iw_accuracy", "ic2_accuracy", "in_distribution_accuracy"):
-        assert 0 <= summary["headline"][key] <= 1
-    assert "jump_step" in summary["headline"]
-    assert summary["claims"]["ic_jump"]["passed"] is False
+        assert 0 <= summary.headline[key].value <= 1
+    assert "jump_step" in summary.headline
+    assert summary.claims["ic_jump"].passed is False
     # The clamp held layer 1's pattern: every label reads its item (ILA1 = Chunk Example = 1).
     evals = pd.read_parquet(reddy_run / "eval_metrics.parquet")
     np.testing.assert_allclose(evals["eval_ic_L0H0.chunk_example"], 1.0, rtol=1e-6)

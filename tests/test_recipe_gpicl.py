@@ -18,6 +18,7 @@ from iclab.cli import main
 from iclab.models import RecurrentConfig, TransformerConfig, parameter_count
 from iclab.recipes.kirsch import gap_closed, regimes, transition_tasks
 from iclab.recipes.rnn_vs_transformer import matched_models
+from iclab.runs import load_run
 from iclab.store import RunStore
 
 TINY_TRAIN = ["--train.steps", "20", "--train.eval-every", "10", "--train.checkpoint-every",
@@ -34,27 +35,28 @@ def kirsch_run(tmp_path_factory):
 
 
 def test_kirsch_run_folder(kirsch_run):
-    summary = json.loads((kirsch_run / "summary.json").read_text())
-    headline = summary["headline"]
-    assert set(headline["seen_accuracy"]) == set(headline["unseen_accuracy"]) == {"1", "4"}
-    assert "transition_tasks" in headline and headline["online_sgd_lr"] > 0
-    assert summary["set_names"] == ["seen_tasks", "unseen_tasks", "dataset_digits",
-                                    "dataset_iris"]
+    summary = load_run(kirsch_run).summary.result
+    headline = summary.headline
+    assert {"seen_accuracy_2^0", "unseen_accuracy_2^0", "seen_accuracy_2^2",
+            "unseen_accuracy_2^2"} <= set(headline)
+    assert "transition_tasks" in headline and headline["online_sgd_lr"].value > 0
+    assert summary.details["set_names"] == ["seen_tasks", "unseen_tasks", "dataset_digits",
+                                            "dataset_iris"]
     for name in ("unseen_tasks", "dataset_digits", "dataset_iris"):
-        assert set(summary["datasets"][name]) == {"transformer", "online_sgd",
-                                                  "logistic_regression", "knn"}
-    assert summary["model_size"]["state_size"] == 64 * 2 * 12  # d_model × layers × seq
-    assert summary["models"] == ["tasks_2^0", "tasks_2^2"]
+        assert set(summary.details["datasets"][name]) == {"transformer", "online_sgd",
+                                                          "logistic_regression", "knn"}
+    assert summary.model_size["state_size"] == 64 * 2 * 12  # d_model × layers × seq
+    assert summary.models == ("tasks_2^2", "tasks_2^0")  # the largest pool's model first
     warmup = json.loads((kirsch_run / "warmup" / "model.json").read_text())
     assert warmup["about"]["task"]["dataset"] == "wine"  # the curriculum's first stage
     assert warmup["about"]["task"]["n_tasks_log2"] is None
-    assert set(summary["regimes"]) == {"1", "4"}
-    assert set(summary["claims"]) == {"memorisation_with_few_tasks",
+    assert set(summary.details["regimes"]) == {"1", "4"}
+    assert set(summary.claims) == {"memorisation_with_few_tasks",
                                       "learning_with_many_tasks", "transfers_to_unseen_datasets"}
     results = RunStore(kirsch_run).read_arrays("results.npz")
     assert results["accuracy"].shape == (2, 1, 4, 12)  # pools, seeds, sets, positions
     assert results["baseline_accuracy"].shape == (3, 3, 12)  # baselines, sets, positions
-    for folder in summary["models"]:
+    for folder in summary.models:
         assert (kirsch_run / folder / "model.npz").exists()
         assert (kirsch_run / folder / "eval_metrics.parquet").exists()
     assert sorted(p.name for p in (kirsch_run / "figures").iterdir()) == [
@@ -151,16 +153,19 @@ def rnn_run(tmp_path_factory):
 
 
 def test_rnn_vs_transformer_run_folder(rnn_run):
-    summary = json.loads((rnn_run / "summary.json").read_text())
-    assert summary["models"] == ["transformer", "lstm-params", "lstm-state"]
-    sizes = summary["model_size"]["gpicl"]
+    summary = load_run(rnn_run).summary.result
+    names = ["transformer", "lstm-params", "lstm-state"]
+    assert summary.details["model_names"] == names
+    assert summary.models == (*(f"gpicl/{n}" for n in names), *(f"bursty/{n}" for n in names))
+    sizes = summary.model_size["gpicl"]
     assert sizes["transformer"]["state_size"] == 16 * 2 * 12
     assert sizes["lstm-state"]["state_size"] == 24 and sizes["lstm-state"]["state_matched"] is False
     assert sizes["lstm-params"]["state_matched"] is None
-    assert summary["model_size"]["bursty"]["transformer"]["state_size"] == 16 * 2 * 17
-    assert set(summary["headline"]["gpicl_unseen_accuracy"]) == set(summary["models"])
-    assert set(summary["headline"]["bursty"]["lstm-params"]) == {"in_distribution", "ic", "iw"}
-    assert set(summary["claims"]) == {"gpicl_lstm_params_below_transformer",
+    assert summary.model_size["bursty"]["transformer"]["state_size"] == 16 * 2 * 17
+    assert {f"gpicl.{n}.unseen_accuracy" for n in names} <= set(summary.headline)
+    assert {f"bursty.lstm-params.{s}_accuracy" for s in ("in_distribution", "ic", "iw")
+            } <= set(summary.headline)
+    assert set(summary.claims) == {"gpicl_lstm_params_below_transformer",
                                       "gpicl_lstm_state_helps", "bursty_lstm_no_icl"}
     assert sorted(p.name for p in (rnn_run / "figures").iterdir()) == [
         "bursty.png", "position.png", "size.png"]

@@ -11,8 +11,10 @@ import pytest
 from iclab.cli import main
 from iclab.config import ConfigError
 from iclab.errors import RunFolderError
+from iclab.models import LinearSelfAttention
 from iclab.recipes.von_oswald import VonOswaldConfig
 from iclab.runner import default_config, run
+from iclab.runs import load_run
 
 TINY = ["--train.steps", "40", "--train.batch-size", "128", "--train.eval-every", "20",
         "--train.checkpoint-every", "20", "--train.eval-size", "4096", "--tuning-size", "2048",
@@ -29,15 +31,19 @@ def tiny_run(tmp_path_factory):
 
 
 def test_run_folder_holds_config_summary_metrics_figures_report(tiny_run):
-    summary = json.loads((tiny_run / "summary.json").read_text())
+    finished = load_run(tiny_run)
+    summary = finished.summary
     for field in HEADLINE:
-        assert isinstance(summary["headline"][field], float), field
-    assert summary["seeds"] == [0]
-    assert summary["versions"]["jax"]
-    assert summary["wall_time_s"] > 0
+        assert isinstance(summary.headline[field].value, float), field
+    assert summary.headline["gd_loss"].paper == 0.205
+    assert summary.run.seeds == (0,)
+    assert summary.run.versions["jax"]
+    assert summary.run.wall_time_s > 0
+    assert summary.run.command.startswith("iclab run von-oswald --out")
     # One layer of one head reads 11 tokens of width d + 1 = 11 (keys of the token width).
-    assert summary["model_size"]["state_size"] == 11 * 11
-    assert summary["model_size"]["parameters"] == 4 * 11 * 11
+    assert summary.result.model_size["state_size"] == 11 * 11
+    assert summary.result.model_size["parameters"] == 4 * 11 * 11
+    assert isinstance(finished.model(seed=0), LinearSelfAttention)
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["recipe"] == "von-oswald"
     assert config["config"]["train"]["steps"] == 40
@@ -146,10 +152,9 @@ def test_python_api_refuses_a_resume_without_a_run_folder():
 @pytest.mark.slow
 def test_default_run_meets_the_papers_claims(tmp_path):
     """The main job as a user runs it: 1 layer, d = N = 10, 5000 steps, batch 2048."""
-    store = run("von-oswald", out=tmp_path / "default", progress=False)
-    summary = store.read_json("summary.json")
-    headline = summary["headline"]
-    assert all(claim["passed"] for claim in summary["claims"].values()), summary["claims"]
+    summary = run("von-oswald", out=tmp_path / "default", progress=False).summary
+    headline = {name: number.value for name, number in summary.headline.items()}
+    assert summary.passed, summary.claims
     assert headline["model_loss"] == pytest.approx(headline["gd_loss"], rel=0.02)
     assert headline["model_cos"] >= 0.99
     assert headline["weights_rel_error"] <= 0.1

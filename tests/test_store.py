@@ -117,7 +117,7 @@ def fast_runs():
             tuned[steps] = tune_gd(tuning, steps=steps)
         return tuned[steps]
 
-    def figures(store):
+    def figures(store, summary):
         store.read_arrays("results.npz")
         store.read_table("train_metrics.parquet")
         store.read_table("eval_metrics.parquet")
@@ -161,7 +161,7 @@ def reference(fast_runs, jax_cache, tmp_path_factory):
     counter = FaultyOs()
     with pytest.MonkeyPatch.context() as patch, persistent_compilation_cache(jax_cache):
         patch.setattr(iclab.store, "os", counter)
-        iclab.run("von-oswald", CONFIG, out, progress=False)
+        iclab.run("von-oswald", CONFIG, out=out, progress=False)
     return out, counter.steps
 
 
@@ -191,10 +191,10 @@ def test_a_crash_at_any_file_system_step_resumes_to_the_same_run(reference, tmp_
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(iclab.store, "os", FaultyOs(crash_at=k))
             with pytest.raises(Crash):
-                iclab.run("von-oswald", CONFIG, out, progress=False)
+                iclab.run("von-oswald", CONFIG, out=out, progress=False)
         plt.close("all")
         # A folder the crash left without its config.json holds no run: start it again.
-        iclab.run("von-oswald", CONFIG, out, resume=(out / "config.json").exists(),
+        iclab.run("von-oswald", CONFIG, out=out, resume=(out / "config.json").exists(),
                   progress=False)
         assert_same_run(expected, out)
         shutil.rmtree(out)
