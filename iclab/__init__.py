@@ -10,6 +10,7 @@ The top level re-exports the Python API of the command line and :class:`ICLClass
 
 from iclab.classifier import ICLClassifier
 from iclab.runner import default_config, render, run
+from iclab.runs import Run, load_run
 
-__all__ = ["ICLClassifier", "default_config", "render", "run"]
+__all__ = ["ICLClassifier", "Run", "default_config", "load_run", "render", "run"]
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class Claim:
     passed: bool
 
 
-def claim(statement: str, value: float, passed: bool) -> Claim:
+def claim(statement: str, value: SupportsFloat, passed: bool | np.bool_) -> Claim:
     """A :class:`Claim` (``passed`` made a plain bool, ``value`` a float)."""
     return Claim(statement, float(value), bool(passed))
 

@@ -299,21 +299,25 @@ def _weights(store: RunStore, results: dict) -> tuple[str, str]:
     target_kq = np.diag(np.r_[np.ones(d_model - 1), 0.0])
     target_pv = np.zeros((d_model, d_model))
     target_pv[-1, -1] = -1.0
-    figure, axes = subplots(ncols=4, nrows=n_layers, width=3.2, height=3.0)
+    roles = [f"x{i + 1}" for i in range(d_model - 1)] + ["y"]  # token coordinates
+    figure, axes = subplots(ncols=4, nrows=n_layers, width=3.6, height=3.2)
     for layer in range(n_layers):
-        panels = [(kq[layer], f"layer {layer}: trained W_KᵀW_Q"),
+        panels = [(kq[layer], f"layer {layer + 1}: trained W_KᵀW_Q"),
                   (target_kq, "construction W_KᵀW_Q"),
-                  (pv[layer], f"layer {layer}: trained P W_V"), (target_pv, "construction P W_V")]
+                  (pv[layer], f"layer {layer + 1}: trained P W_V"),
+                  (target_pv, "construction P W_V")]
         for ax, (matrix, title) in zip(axes[4 * layer: 4 * layer + 4], panels, strict=True):
             bound = np.abs(matrix).max() or 1.0
-            ax.imshow(matrix, cmap="RdBu_r", vmin=-bound, vmax=bound)
+            image = ax.imshow(matrix, cmap="RdBu_r", vmin=-bound, vmax=bound)
+            figure.colorbar(image, ax=ax, shrink=0.75)
             ax.set_title(title, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set_xticks(range(d_model), roles, fontsize=6)
+            ax.set_yticks(range(d_model), roles, fontsize=6)
     save(figure, store.figures / "weights.png")
     return "weights.png", ("Trained weight products (seed 0, head 0) next to the construction "
-                           "of Prop. 1; colour scales are per panel, so equal up to scale "
-                           "looks identical.")
+                           "of Prop. 1, indexed by token coordinate (x1 … x_d, then y); "
+                           "colour scales are per panel, so equal up to scale looks "
+                           "identical.")
 
 
 def _shift_curves(store: RunStore, results: dict) -> tuple[str, str]:
