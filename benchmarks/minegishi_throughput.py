@@ -65,7 +65,7 @@ from iclab.formats import ItemLabelTokens
 from iclab.recipes.classification.setup import PAPER_MODEL, PAPER_TRAINING, model_factory
 from iclab.recipes.minegishi import EVAL_SETS
 from iclab.tasks import InContextMetaLearning, evaluation_sets
-from iclab.train import Trainer, TrainState
+from iclab.train import TrainConfig, Trainer, TrainState
 
 SEEDS = (1, 8)
 ROUNDS = {False: {1: 5, 8: 3}, True: {1: 3, 8: 1}}  # timed rounds after warm-up, by --quick
@@ -73,14 +73,14 @@ MATMUL_REPEATS = {False: {2048: 5, 512: 100}, True: {2048: 3, 512: 30}}
 YARDSTICKS = {"pytorch_loop": 4.2, "jit_scan_jax": (95.0, 110.0), "target": 120.0}
 
 
-def make_trainer() -> tuple[Trainer, dict[str, Any]]:
-    """The recipe's trainer and evaluation sets (``iclab.recipes.minegishi.run``)."""
+def make_trainer(train: TrainConfig = PAPER_TRAINING) -> tuple[Trainer, dict[str, Any]]:
+    """The recipe's trainer and evaluation sets (``iclab.recipes.minegishi.run``); ``train``
+    changes the batch, the round (``eval_every``) or the evaluation sets' size."""
     task = InContextMetaLearning()
     fmt = ItemLabelTokens(n_labels=32, label_code="learned")
     build = model_factory(PAPER_MODEL, fmt, task.dim, task.n_context)
-    trainer = Trainer(task, fmt, build, PAPER_TRAINING,
-                      probe=circuit_probe(fmt, attention_maps=True))
-    all_sets = evaluation_sets(task, jax.random.key(0), PAPER_TRAINING.eval_size)
+    trainer = Trainer(task, fmt, build, train, probe=circuit_probe(fmt, attention_maps=True))
+    all_sets = evaluation_sets(task, jax.random.key(0), train.eval_size)
     sets = {name: episodes for name, episodes in all_sets.items()
             if name in EVAL_SETS or name.startswith("task_")}
     return trainer, sets
@@ -109,15 +109,31 @@ def xla_flops(trainer: Trainer, state: TrainState) -> float | None:
     return float(flops) if flops and flops > 0 else None
 
 
-def matmul_rate(n: int, repeats: int) -> dict[str, Any]:
-    """GFLOP/s of a jitted float32 n × n matmul, chained so every call depends on the last."""
+def step_flops(trainer: Trainer) -> dict[str, float | None]:
+    """FLOPs of one training step of one seed: XLA's count (``None`` where the backend gives
+    none) and the analytic counts with the last layer from the query row (as built) and
+    from every row."""
+    batch = trainer.config.batch_size
+    return {"xla": xla_flops(trainer, trainer.init([0])),
+            "analytic_query_row": analytic_flops(batch, query_row_last_layer=True),
+            "analytic_all_rows": analytic_flops(batch, query_row_last_layer=False)}
+
+
+def matmul_rate(n: int, repeats: int, inner: int = 1) -> dict[str, Any]:
+    """GFLOP/s of a jitted float32 n × n matmul, chained so every call depends on the last.
+
+    ``inner`` > 1 chains that many matmuls inside each compiled call (``lax.fori_loop``), so
+    that on an accelerator, where one 2048² matmul takes tens of microseconds, the dispatch
+    of a call does not dominate it."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32) / n ** 0.5  # keeps scale
-    matmul = jax.jit(jnp.matmul)
+    matmul = jax.jit(jnp.matmul if inner == 1 else
+                     lambda x, w: jax.lax.fori_loop(0, inner, lambda _, y: y @ w, x))
     seconds, others = time_calls(lambda x: matmul(x, b), a, repeats)
-    return {"n": n, "seconds": seconds, "other_processes_cpu_share": others,
-            "gflops": 2 * n ** 3 / statistics.median(seconds) / 1e9,
-            "gflops_best": 2 * n ** 3 / min(seconds) / 1e9}
+    flops = 2 * n ** 3 * inner
+    return {"n": n, "inner": inner, "seconds": seconds, "other_processes_cpu_share": others,
+            "gflops": flops / statistics.median(seconds) / 1e9,
+            "gflops_best": flops / min(seconds) / 1e9}
 
 
 def measure(trainer: Trainer, sets: dict[str, Any], n_seeds: int, rounds: int,
@@ -184,10 +200,7 @@ def main() -> None:
     print("float32 matmul: " + ", ".join(f"{n}x{n} {r['gflops']:.1f} GFLOP/s"
                                          for n, r in rates.items()), flush=True)
     trainer, sets = make_trainer()
-    batch = trainer.config.batch_size
-    flops = {"xla": xla_flops(trainer, trainer.init([0])),
-             "analytic_query_row": analytic_flops(batch, query_row_last_layer=True),
-             "analytic_all_rows": analytic_flops(batch, query_row_last_layer=False)}
+    flops = step_flops(trainer)
     per_seed_step = flops["xla"] or flops["analytic_query_row"]
     xla = "n/a" if flops["xla"] is None else f"{flops['xla'] / 1e6:.1f}M"
     print(f"FLOPs per step and seed: XLA {xla}, analytic {flops['analytic_query_row'] / 1e6:.1f}M "

@@ -129,8 +129,12 @@ def piece_timers(trainer: Trainer, n_seeds: int, n_steps: int
     }
 
 
-def measure(n_seeds: int, batch: int, repeats: int, tasks_per_chunk: int) -> dict[str, Any]:
-    trainer = make_trainer(batch)
+def measure(n_seeds: int, batch: int, repeats: int, tasks_per_chunk: int, *,
+            pieces: bool = True, trainer: Trainer | None = None) -> dict[str, Any]:
+    """Time ``run_chunk`` (see the module docstring) and, with ``pieces``, each piece of a
+    step alone; ``trainer`` (default ``make_trainer(batch)``) lets a caller reuse one whose
+    chunks are already compiled."""
+    trainer = trainer if trainer is not None else make_trainer(batch)
     n_steps = max(4, tasks_per_chunk // (batch * n_seeds))
     state = trainer.init(list(range(n_seeds)))
     seconds, others = time_calls(lambda s: trainer.run_chunk(s, n_steps)[0], state, repeats)
@@ -143,6 +147,8 @@ def measure(n_seeds: int, batch: int, repeats: int, tasks_per_chunk: int) -> dic
         "tasks_per_s_best": n_steps * batch * n_seeds / best,
         "ms_per_step": 1e3 * median / n_steps,
     }
+    if not pieces:
+        return row
     for name, (call, carry) in piece_timers(trainer, n_seeds, n_steps).items():
         piece_seconds, _ = time_calls(call, carry, repeats)
         row[f"{name}_ms_per_step"] = 1e3 * statistics.median(piece_seconds) / n_steps
