@@ -11,6 +11,8 @@ The top level re-exports the Python API of the command line and :class:`ICLClass
 from iclab.classifier import ICLClassifier
 from iclab.runner import default_config, render, run
 from iclab.runs import Run, load_run
+from iclab.studies import Sweep, load_sweep, sweep
 
-__all__ = ["ICLClassifier", "Run", "default_config", "load_run", "render", "run"]
+__all__ = ["ICLClassifier", "Run", "Sweep", "default_config", "load_run", "load_sweep",
+           "render", "run", "sweep"]
 __version__ = "0.1.0"

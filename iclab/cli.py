@@ -21,6 +21,7 @@ from iclab.errors import UserError
 from iclab.recipes import RECIPES, get_recipe
 from iclab.runner import command_line, default_config, render, run, stored_config
 from iclab.store import RunStore
+from iclab.studies.cli import sweep_command
 from iclab.train import CheckpointError, NonFiniteLossError
 
 C = TypeVar("C")
@@ -34,6 +35,9 @@ USAGE = """usage: iclab COMMAND ...   (iclab --version: the installed version)
 commands:
   list                     the recipes, one line each
   run RECIPE [OPTIONS]     train and analyse a recipe (iclab run RECIPE --help for options)
+  sweep RECIPE --grid FIELD=VALUES ... --out DIR
+                           run a recipe at every point of a grid of its options
+                           (iclab sweep RECIPE --help for the grid syntax)
   report RUN_DIR           redraw the figures and report.html of a finished run
 """
 
@@ -71,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<{width}}  {recipe.description}")
         elif command == "run":
             _run(rest)
+        elif command == "sweep":
+            done = sweep_command(rest)
+            print(f"wrote {done.path}/results.parquet ({len(done.points)} points)")
         elif command == "report" and len(rest) == 1 and not rest[0].startswith("-"):
             print(f"wrote {render(rest[0])}")
         else:

@@ -147,7 +147,7 @@ class RunStore:
         except OSError as error:
             raise RunFolderError(f"{store.path}: cannot be created ({error.strerror})"
                                  ) from None
-        with _lock(store.path):
+        with lock_folder(store.path):
             store._refuse(mode, locked=True)
             store._clean()
             yield store
@@ -267,7 +267,7 @@ class RunStore:
 
 
 @contextlib.contextmanager
-def _lock(folder: Path) -> Iterator[None]:
+def lock_folder(folder: Path) -> Iterator[None]:
     """Hold ``folder/.lock`` exclusively; the OS drops the lock when the process ends."""
     try:
         fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)

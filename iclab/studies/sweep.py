@@ -15,9 +15,10 @@ their checkpoints) and ends with the table an uninterrupted sweep would have wri
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ import pandas as pd
 from iclab.config import from_dict, to_dict
 from iclab.errors import ConfigError, RunFolderError
 from iclab.recipes.registry import get_recipe
+from iclab.runner import run
 from iclab.runs import Run, load_run
-from iclab.store import RunStore
-from iclab.studies.backends import Backend, LocalBackend, PointTask
+from iclab.store import LOCK_FILE, RunStore, lock_folder
+from iclab.studies.backends import Backend, LocalBackend, PointTask, make_backend
 from iclab.studies.grid import Axis, Point, parse_axis, points
 
 SPEC = "sweep.json"
@@ -108,38 +110,52 @@ class Sweep:
     @property
     def table(self) -> pd.DataFrame:
         """``results.parquet``: one row per point × seed (see the module docstring)."""
-        return RunStore.existing(self.path).read_table(RESULTS)
+        return RunStore(self.path).read_table(RESULTS)
 
 
 def run_sweep(spec: SweepSpec, *, out: str | Path, resume: bool = False,
               backend: Backend | None = None, progress: bool = True) -> Sweep:
     """Run every point of ``spec`` into ``out`` on ``backend`` (default: here, one after
     another) and write the results table. ``resume=True`` continues the sweep stored in
-    ``out`` (its spec must be ``spec``'s): finished points are skipped, interrupted ones
-    resumed."""
-    store = RunStore.for_sweep(Path(out), resume=resume)
-    if resume:
-        stored = SweepSpec.from_json(store.read_json(SPEC), where=str(store.path / SPEC))
-        if stored.recipe != spec.recipe:
-            raise ConfigError(f"{store.path} is a sweep of {stored.recipe!r}, not "
-                              f"{spec.recipe!r}")
-        spec = stored
-    else:
-        store.write_json(SPEC, spec.to_json())
-    sweep = Sweep(store.path, spec)
-    tasks = [PointTask(spec.recipe, to_dict(point.config), str(store.path / point.name),
-                       RunStore.holds_checkpoint(store.path / point.name))
-             for point in sweep.points if not sweep.finished(point)]
-    run_task = functools.partial(run_point, progress=progress)
-    (backend or LocalBackend()).run(tasks, run_task)
-    write_results(sweep)
+    ``out``: finished points are skipped, interrupted ones resumed."""
+    path = Path(out)
+    with sweep_folder(path, resume=resume):
+        store = RunStore(path)
+        if resume:
+            stored = load_sweep(path).spec
+            if stored.recipe != spec.recipe:
+                raise ConfigError(f"{path} is a sweep of {stored.recipe!r}, not "
+                                  f"{spec.recipe!r}")
+            spec = stored
+        else:
+            store.write_json(SPEC, spec.to_json())
+        sweep = Sweep(path, spec)
+        tasks = [PointTask(spec.recipe, to_dict(point.config), str(path / point.name),
+                           resume=(path / point.name / "config.json").exists())
+                 for point in sweep.points if not sweep.finished(point)]
+        (backend or LocalBackend()).run(tasks, functools.partial(run_point, progress=progress))
+        write_results(sweep)
     return sweep
+
+
+@contextlib.contextmanager
+def sweep_folder(path: Path, *, resume: bool) -> Iterator[None]:
+    """Check ``path`` for a new sweep (missing or empty) or a resumed one (holds
+    ``sweep.json``), and hold its lock while the block runs."""
+    if str(path).strip() in ("", "."):
+        raise RunFolderError("--out is empty: name the sweep folder")
+    if resume and not (path / SPEC).is_file():
+        raise RunFolderError(f"{path} holds no sweep to resume (no {SPEC})")
+    if not resume and path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()):
+        raise RunFolderError(f"{path} is not empty: pass --resume to continue the sweep in it, "
+                             "or choose a new or empty folder for --out")
+    path.mkdir(parents=True, exist_ok=True)
+    with lock_folder(path):
+        yield
 
 
 def run_point(task: PointTask, *, progress: bool = False) -> None:
     """Train and analyse one point into its run folder (what a backend runs)."""
-    from iclab.runner import run
-
     recipe = get_recipe(task.recipe)
     run(recipe.name, from_dict(recipe.config_type, task.config), out=task.folder,
         resume=task.resume, progress=progress)
@@ -161,18 +177,47 @@ def write_results(sweep: Sweep) -> pd.DataFrame:
             row.update({f"claim.{name}": c.passed for name, c in summary.claims.items()})
             rows.append(row)
     table = pd.DataFrame(rows)
-    RunStore.existing(sweep.path).write_table(RESULTS, table)
+    RunStore(sweep.path).write_table(RESULTS, table)
     return table
 
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read the sweep folder ``path`` back."""
-    store = RunStore.existing(Path(path))
+    store = RunStore(Path(path))
     if not store.exists(SPEC):
         raise RunFolderError(f"{store.path} is not a sweep folder (no {SPEC})")
     return Sweep(store.path, SweepSpec.from_json(store.read_json(SPEC),
                                                  where=str(store.path / SPEC)))
 
 
-__all__ = ["Sweep", "SweepSpec", "load_sweep", "make_spec", "run_point",
-           "run_sweep", "write_results"]
+def sweep(recipe: str, *, grid: Sequence[str], zipped: Sequence[str] = (),
+          config: Any | None = None, out: str | Path, resume: bool = False,
+          backend: str = "local", ray_address: str | None = None,
+          progress: bool = True) -> Sweep:
+    """Run ``recipe`` at every point of ``grid`` (``"FIELD=VALUES"`` each; see
+    :mod:`iclab.studies.grid`) × ``zipped`` around ``config`` (default: the recipe's
+    defaults) into the sweep folder ``out``; ``resume=True`` continues the sweep stored
+    there. Every point is validated before any work.
+
+    >>> table = iclab.sweep("von-oswald", grid=["train.lr=1e-4..1e-2:3log"],
+    ...                     out="runs/lr").table
+    """
+    runner = make_backend(backend, ray_address=ray_address)
+    if resume:
+        spec = load_sweep(out).spec
+    else:
+        base = config if config is not None else get_recipe(recipe).config_type()
+        spec = make_spec(recipe, base, grid, zipped)
+    return run_sweep(spec, out=out, resume=resume, backend=runner, progress=progress)
+
+
+__all__ = [
+    "Sweep",
+    "SweepSpec",
+    "load_sweep",
+    "make_spec",
+    "run_point",
+    "run_sweep",
+    "sweep",
+    "write_results",
+]

@@ -1,0 +1,105 @@
+"""Sweeps: a grid of tiny von-oswald runs, its results table, resume after an interruption,
+the Ray backend on a local cluster, and bad input that fails before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+import iclab
+from iclab.cli import main
+from iclab.errors import ConfigError, RunFolderError, UserError
+from iclab.studies import RayBackend, load_sweep, make_spec, run_sweep
+
+BASE = iclab.default_config("von-oswald")
+BASE = dataclasses.replace(
+    BASE, tuning_size=32, shift_episodes=16,
+    train=dataclasses.replace(BASE.train, steps=10, batch_size=16, eval_every=5,
+                              checkpoint_every=5, eval_size=32))
+OPTIONS = ["--train.steps", "10", "--train.batch-size", "16", "--train.eval-every", "5",
+           "--train.checkpoint-every", "5", "--train.eval-size", "32", "--tuning-size", "32",
+           "--shift-episodes", "16", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweeps") / "lr"
+    assert main(["sweep", "von-oswald", "--grid", "train.lr=1e-3,1e-2", "--seeds", "2",
+                 "--out", str(out), *OPTIONS]) == 0
+    return out
+
+
+def test_a_sweep_runs_every_point_and_tables_each_seed(finished):
+    done = load_sweep(finished)
+    table = done.table
+    assert len(table) == 4  # 2 points × 2 seeds
+    assert table[["point", "train.lr", "seed"]].values.tolist() == [
+        [0, 1e-3, 0], [0, 1e-3, 1], [1, 1e-2, 0], [1, 1e-2, 1]]
+    assert {"model_loss", "gd_loss", "claim.loss_matches_gd"} <= set(table.columns)
+    for point in done.points:
+        run = done.run(point)
+        assert run.config.train.lr == point.values["train.lr"]
+        per_seed = run.summary.headline["model_loss"].per_seed
+        assert table[table.point == point.index].model_loss.tolist() == list(per_seed)
+
+
+def test_an_interrupted_sweep_resumes_to_the_same_table(finished, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    shutil.rmtree(copy / "point-001")  # the second point never started
+    (copy / "results.parquet").unlink()
+    kept = (copy / "point-000" / "summary.json").stat().st_mtime_ns
+    assert main(["sweep", "von-oswald", "--out", str(copy), "--resume", "--no-progress"]) == 0
+    assert (copy / "point-000" / "summary.json").stat().st_mtime_ns == kept  # not redone
+    pd.testing.assert_frame_equal(load_sweep(copy).table, load_sweep(finished).table)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--grid", "train.nope=1,2"], "unknown field 'nope'"),
+    (["--grid", "train.lr="], "no values"),
+    ([], "at least one --grid"),
+    (["--grid", "train.lr=1e-3,1e-2", "--train.lr", "0.1"], "both swept"),
+    (["--grid", "train.lr=1e-3,-1"], r"point 1 \(train.lr=-1.0\)"),
+    (["--grid", "train.lr=1e-3", "--backend", "local", "--ray-address", "auto"],
+     "--ray-address goes with --backend ray"),
+])
+def test_bad_sweeps_fail_before_any_work(argv, message, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "von-oswald", "--out", str(out), *argv, *OPTIONS]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("iclab: error:") and err.count("\n") == 1
+    assert re.search(message, err), err
+    assert not out.exists()
+
+
+def test_a_sweep_folder_of_another_recipe_or_a_busy_folder_is_refused(finished, tmp_path):
+    spec = make_spec("reddy", iclab.default_config("reddy"), ["train.lr=0.01"])
+    with pytest.raises(ConfigError, match="is a sweep of 'von-oswald'"):
+        run_sweep(spec, out=finished, resume=True)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderError, match="is not empty"):
+        run_sweep(make_spec("von-oswald", BASE, ["train.lr=1e-3"]), out=foreign)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_ray_backend_errors_name_the_problem(monkeypatch):
+    if importlib.util.find_spec("ray") is not None:
+        with pytest.raises(UserError, match=r"--ray-address 127\.0\.0\.1:1"):
+            RayBackend(address="127.0.0.1:1").run([], lambda task: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="needs Ray"):
+        RayBackend()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_a_sweep_on_a_local_ray_cluster_equals_the_local_one(finished, tmp_path):
+    spec = load_sweep(finished).spec
+    done = run_sweep(spec, out=tmp_path / "ray", backend=RayBackend(), progress=False)
+    pd.testing.assert_frame_equal(done.table, load_sweep(finished).table)
