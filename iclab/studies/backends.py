@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from iclab.errors import ConfigError, UserError
 
@@ -36,6 +36,7 @@ class PointTask:
 RunTask = Callable[[PointTask], None]
 
 
+@runtime_checkable
 class Backend(Protocol):
     def run(self, tasks: Sequence[PointTask], run_task: RunTask) -> None:
         """Run every task with ``run_task``; return when all have finished."""
