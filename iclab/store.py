@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -28,15 +29,22 @@ from typing import Any
 import jax
 import numpy as np
 
+from iclab.errors import RunFolderError
+
 
 @dataclass(frozen=True)
 class RunStore:
-    """Reads and writes the files of one run folder."""
+    """Reads and writes the files of one run folder. A file or folder that cannot be
+    created, read or parsed raises :class:`~iclab.errors.RunFolderError` naming it."""
 
     path: Path
 
     def __post_init__(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunFolderError(f"{self.path}: cannot create the run folder "
+                                 f"({error.strerror or error})") from error
 
     @property
     def figures(self) -> Path:
@@ -50,18 +58,30 @@ class RunStore:
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         target = self.path / name
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, target)
+        text = json.dumps(data, indent=2, default=_json_default) + "\n"
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, target)
+        except OSError as error:
+            raise RunFolderError(f"{target}: cannot be written ({error.strerror or error})"
+                                 ) from error
 
     def read_json(self, name: str) -> dict[str, Any]:
         target = self.path / name
         if not target.exists():
-            raise FileNotFoundError(f"{target} does not exist: is {self.path} an iclab run "
-                                    "folder (made by `iclab run`)?")
+            raise RunFolderError(f"{target} does not exist: is {self.path} an iclab run "
+                                 "folder (made by `iclab run`)?")
         try:
-            return json.loads(target.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{target} is not valid JSON ({error})") from error
+            data = json.loads(target.read_text())
+        except OSError as error:
+            raise RunFolderError(f"{target}: cannot be read ({error.strerror or error})"
+                                 ) from error
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RunFolderError(f"{target} is not valid JSON ({error})") from error
+        if not isinstance(data, dict):
+            raise RunFolderError(f"{target} holds a JSON {type(data).__name__}, not the "
+                                 "object iclab writes")
+        return data
 
     def write_arrays(self, name: str, arrays: dict[str, Any]) -> None:
         target = self.path / name
@@ -70,8 +90,13 @@ class RunStore:
         os.replace(tmp, target)
 
     def read_arrays(self, name: str) -> dict[str, np.ndarray]:
-        with np.load(self.path / name, allow_pickle=False) as stored:
-            return dict(stored)
+        target = self.path / name
+        try:
+            with open(target, "rb") as file, np.load(file, allow_pickle=False) as stored:
+                return dict(stored)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, TypeError) as error:
+            raise RunFolderError(f"{target}: cannot be read as the .npz archive iclab "
+                                 f"writes ({error})") from error
 
 
 def environment() -> dict[str, Any]:

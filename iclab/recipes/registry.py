@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from iclab.errors import ConfigError
 from iclab.store import RunStore
 
 
@@ -23,6 +24,10 @@ class Recipe:
             redraw them) and returns (file name, caption) pairs.
         quick: the ``--quick`` preset, a config that shows the result qualitatively in a
             few minutes on a CPU (``None``: the default is already quick).
+        check: the checks of a config that need its data (e.g. that a dataset's classes fit
+            the task), raising a :class:`~iclab.errors.UserError`; :func:`iclab.run` calls
+            it before it writes the run folder. Checks that need no data belong in the
+            config's ``__post_init__``.
     """
 
     name: str
@@ -31,6 +36,7 @@ class Recipe:
     run: Callable[[Any, RunStore, bool, bool], dict[str, Any]]
     figures: Callable[[RunStore], list[tuple[str, str]]]
     quick: Callable[[], Any] | None = None
+    check: Callable[[Any], None] | None = None
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -43,8 +49,8 @@ def register(recipe: Recipe) -> Recipe:
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))} "
-                       "(see `iclab list`)")
+        raise ConfigError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))} "
+                          "(see `iclab list`)")
     return RECIPES[name]
 
 

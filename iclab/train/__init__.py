@@ -1,5 +1,6 @@
 """Meta-training: compiled chunks of steps, seeds as a vmap axis, safe checkpoints."""
 
+from iclab.errors import TrainingDivergedError
 from iclab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from iclab.train.config import TrainConfig
 from iclab.train.engine import (
@@ -15,6 +16,7 @@ from iclab.train.optim import make_optimizer
 
 __all__ = [
     "CheckpointError", "NonFiniteLossError", "Probe", "TrainConfig", "TrainState", "Trainer",
+    "TrainingDivergedError",
     "episode_metrics", "fit", "load_checkpoint", "load_eval_arrays", "make_optimizer",
     "save_checkpoint",
 ]

@@ -32,17 +32,47 @@ def save_checkpoint(path: Path, tree: Any, metadata: dict[str, Any]) -> None:
     _write_json_atomic(path.with_suffix(".json"), metadata)
 
 
-def load_checkpoint(path: Path, template: T) -> tuple[T, dict[str, Any]]:
-    """Fill ``template``'s leaves from ``path``; check every name, shape and dtype."""
+def read_checkpoint_metadata(path: Path, training: bool = False) -> dict[str, Any]:
+    """The metadata beside the checkpoint ``path`` (its ``.json``), read without the
+    arrays: both files must exist, the arrays file be a zip archive and the metadata a JSON
+    object. With ``training``, the metadata must be a training run's: an integer ``step``
+    >= 0 and a list of integer ``seeds``. Cheap, so a resumed run checks its checkpoints
+    before anything compiles."""
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
         raise CheckpointError(f"no checkpoint at {path} (expected {path.name} and "
                               f"{meta_path.name}); run without --resume to start afresh")
     try:
+        metadata = json.loads(meta_path.read_text())
+        is_zip = zipfile.is_zipfile(path)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{meta_path}: not a readable iclab checkpoint ({error})"
+                              ) from error
+    if not is_zip:
+        raise CheckpointError(f"{path}: not a readable iclab checkpoint (not a .npz archive)")
+    ok = isinstance(metadata, dict) and (not training or (
+        _is_int(metadata.get("step")) and metadata["step"] >= 0
+        and isinstance(metadata.get("seeds"), list)
+        and all(_is_int(seed) for seed in metadata["seeds"])))
+    if not ok:
+        expected = ('an object with an integer "step" and a list of "seeds"' if training
+                    else "a JSON object")
+        raise CheckpointError(f"{meta_path}: not a readable iclab checkpoint (expected "
+                              f"{expected}, got {json.dumps(metadata)[:80]})")
+    return metadata
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def load_checkpoint(path: Path, template: T) -> tuple[T, dict[str, Any]]:
+    """Fill ``template``'s leaves from ``path``; check every name, shape and dtype."""
+    metadata = read_checkpoint_metadata(path)
+    try:
         # Our own handle: np.load leaks its file when the archive is not a valid zip.
         with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
             stored = {name: archive[name] for name in archive.files}
-        metadata = json.loads(meta_path.read_text())
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path}: not a readable iclab checkpoint ({error})") from error
     leaves = []
