@@ -16,19 +16,14 @@ from typing import Annotated, Generic, Literal, TypeVar
 import tyro
 
 import iclab
-from iclab.config import ConfigError
-from iclab.errors import UserError
+from iclab.errors import ConfigError, RunFolderError, UserError
+from iclab.options import parse_options
 from iclab.recipes import RECIPES, get_recipe
 from iclab.runner import command_line, default_config, render, run, stored_config
 from iclab.store import RunStore
 from iclab.studies.cli import sweep_command
-from iclab.train import CheckpointError, NonFiniteLossError
 
 C = TypeVar("C")
-
-# Errors a user can cause and fix: printed as one line, not a traceback.
-USER_ERRORS = (UserError, ConfigError, CheckpointError, NonFiniteLossError, FileExistsError,
-               FileNotFoundError, KeyError)
 
 USAGE = """usage: iclab COMMAND ...   (iclab --version: the installed version)
 
@@ -39,6 +34,9 @@ commands:
                            run a recipe at every point of a grid of its options
                            (iclab sweep RECIPE --help for the grid syntax)
   report RUN_DIR           redraw the figures and report.html of a finished run
+
+A bad option, file or folder fails before anything is compiled or written: one line
+"iclab: error: ..." on stderr, exit status 2.
 """
 
 
@@ -60,6 +58,10 @@ class RunArgs(Generic[C]):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``iclab`` command; return its exit status. A :class:`~iclab.errors.UserError`
+    (bad input: an option, a file, a folder, a diverged run) prints as one line
+    ``iclab: error: MESSAGE`` on stderr with status 2; any other exception is a bug in
+    iclab and keeps its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -78,13 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "sweep":
             done = sweep_command(rest)
             print(f"wrote {done.path}/results.parquet ({len(done.points)} points)")
-        elif command == "report" and len(rest) == 1 and not rest[0].startswith("-"):
+        elif command == "report":
+            if len(rest) != 1 or rest[0].startswith("-"):
+                raise ConfigError("`iclab report` takes one run folder: iclab report RUN_DIR")
             print(f"wrote {render(rest[0])}")
         else:
-            print(USAGE, file=sys.stderr)
-            return 2
-    except USER_ERRORS as error:
-        message = error.args[0] if isinstance(error, KeyError) else error
+            raise ConfigError(f"unknown command {command!r}; the commands are list, run RECIPE "
+                              "[OPTIONS], sweep RECIPE ... and report RUN_DIR (iclab --help)")
+    except UserError as error:
+        message = " ".join(str(error).split())  # one line, whatever the message held
         print(f"iclab: error: {message}", file=sys.stderr)
         return 2
     return 0
@@ -92,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str]) -> None:
     if not argv or argv[0].startswith("-"):
-        raise KeyError(f"`iclab run` needs a recipe name first; available: "
-                       f"{', '.join(sorted(RECIPES))}")
+        raise ConfigError(f"`iclab run` needs a recipe name first; available: "
+                          f"{', '.join(sorted(RECIPES))}")
     recipe = get_recipe(argv[0])
     default = RunArgs(_defaults(recipe.name, argv))
-    args = tyro.cli(RunArgs[recipe.config_type], args=argv[1:], default=default,
-                    prog=f"iclab run {recipe.name}", description=recipe.description)
+    args = parse_options(RunArgs[recipe.config_type], argv[1:], default,
+                         prog=f"iclab run {recipe.name}", description=recipe.description)
     finished = run(recipe.name, args.config, out=args.out, resume=args.resume,
                    progress=args.progress, log=args.log, command=command_line())
     for name, claim in finished.summary.claims.items():
@@ -114,6 +118,11 @@ def _defaults(recipe: str, argv: list[str]) -> object:
     peek.add_argument("--resume", action="store_true")
     peek.add_argument("--quick", action="store_true")
     known, _ = peek.parse_known_args(argv[1:])
-    if known.resume and known.out:
+    if known.resume:
+        if not known.out:
+            raise ConfigError("--resume needs the run folder to continue: pass --out DIR")
+        if not Path(known.out).is_dir():
+            raise RunFolderError(f"--out {known.out}: no run folder to resume (it names the "
+                                 "folder of an earlier `iclab run`)")
         return stored_config(RunStore(Path(known.out)), recipe)
     return default_config(recipe, quick=known.quick)

@@ -1,21 +1,28 @@
 """Config plumbing shared by every part of iclab.
 
 Configs are frozen dataclasses. Each validates itself in ``__post_init__`` with
-:func:`require`, so a bad value fails at construction with a message that names the field
-and what would be valid. :func:`to_dict` / :func:`from_dict` round-trip a config through
-JSON, which is how a run folder stores its resolved config.
+:func:`require` (and :func:`require_numbers` for what every number must satisfy), so a bad
+value fails at construction with a message that names the field and what would be valid:
+before anything is compiled or written. :func:`to_dict` / :func:`from_dict` round-trip a
+config through JSON, which is how a run folder stores its resolved config.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from iclab.errors import ConfigError
 
 T = TypeVar("T")
+
+INT32_MAX = 2**31 - 1
+"""The largest integer a config may hold: steps, sizes and seeds become int32 arrays."""
 
 
 def require(ok: bool, field: str, value: Any, allowed: str) -> None:
@@ -24,17 +31,77 @@ def require(ok: bool, field: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{field}={value!r} is invalid: {allowed}")
 
 
+def require_numbers(config: Any, prefix: str = "", nested: bool = False) -> None:
+    """Raise :class:`ConfigError` for a non-finite float (``inf``, ``nan``) or an integer
+    outside int32 in ``config``'s fields (and in its tuples' items), named ``prefix`` +
+    field. With ``nested``, nested config dataclasses are checked too (``prefix`` +
+    ``field.`` + their fields); otherwise they are left to check themselves."""
+    for name, value in _numbers(config, prefix, nested):
+        if isinstance(value, float):
+            require(math.isfinite(value), name, value, "must be a finite number")
+        else:
+            require(-INT32_MAX <= value <= INT32_MAX, name, value,
+                    f"must fit in a 32-bit integer (at most {INT32_MAX})")
+
+
+def _numbers(config: Any, prefix: str, nested: bool) -> Iterator[tuple[str, int | float]]:
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        name = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(value):
+            if nested:
+                yield from _numbers(value, f"{name}.", nested)
+            continue
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                yield name, item
+
+
+def changed_fields(config: Any, default: Any, prefix: str) -> list[tuple[str, Any]]:
+    """``(name, value)`` of each field of ``config`` (nested ones as ``prefix.a.b``) that
+    differs from ``default``, a config of the same type: the options a user changed."""
+    if not dataclasses.is_dataclass(config) or type(config) is not type(default):
+        return [] if config == default else [(prefix, config)]
+    changed = []
+    for field in dataclasses.fields(config):
+        changed += changed_fields(getattr(config, field.name), getattr(default, field.name),
+                                  f"{prefix}.{field.name}")
+    return changed
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def require_memory(estimate: int, field: str, value: Any, what: str, advice: str) -> None:
+    """Raise :class:`ConfigError` naming ``field`` when a rough upper ``estimate`` (bytes)
+    of what ``what`` needs exceeds this machine's physical memory; ``advice`` says what to
+    lower."""
+    total = memory_bytes()
+    gib = 2**30
+    require(not total or estimate <= total, field, value,
+            f"{what} needs about {estimate / gib:,.1f} GiB (a rough estimate), more than "
+            f"this machine's {total / gib:,.1f} GiB of memory; {advice}")
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""
     return dataclasses.asdict(config)
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     """Rebuild a config dataclass from :func:`to_dict` output, field by field.
 
-    Unknown keys raise :class:`ConfigError` naming the key, so a stale or hand-edited
-    ``config.json`` fails early instead of being silently ignored.
+    Unknown keys, and values of the wrong type for their field (a string where a number
+    belongs, a list where a config belongs), raise :class:`ConfigError` naming the key, so a
+    stale or hand-edited ``config.json`` fails early instead of being silently ignored.
     """
+    require(isinstance(data, dict), where, data, f"must be a JSON object of {cls.__name__}'s "
+            "fields")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -45,10 +112,41 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         field_type = _dataclass_in(hints[name])
         if field_type is not None and isinstance(value, dict):
             value = from_dict(field_type, value, f"{where}.{name}")
-        elif isinstance(value, list):
-            value = tuple(value)
+        else:
+            value = _json_value(value, hints[name], f"{where}.{name}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _json_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as read from JSON, checked against the field's type ``hint`` (lists become
+    tuples); a mismatch raises :class:`ConfigError` naming ``where``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _json_value(value, arg, where)
+            except ConfigError as error:
+                errors.append(error)
+        raise errors[0] if errors else ConfigError(f"{where}={value!r} is invalid")
+    if origin is typing.Literal:
+        require(value in args, where, value, f"must be one of {list(args)}")
+        return value
+    if origin is tuple:
+        require(isinstance(value, list | tuple), where, value, "must be a list")
+        item = args[0] if args else Any
+        return tuple(_json_value(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    expected = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(hint)
+    if expected is not None:
+        require(isinstance(value, expected) and (hint is bool or not isinstance(value, bool)),
+                where, value, f"must be of type {hint.__name__}")
+        return value
+    require(not dataclasses.is_dataclass(hint), where, value,
+            f"must be a JSON object of {getattr(hint, '__name__', hint)}'s fields")
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _dataclass_in(hint: Any) -> type | None:
@@ -65,7 +163,8 @@ def _dataclass_in(hint: Any) -> type | None:
 @dataclasses.dataclass(frozen=True)
 class Seeds:
     """The models a recipe trains: ``seeds`` consecutive seeds from ``seed``, trained
-    together as one vmapped program. Recipe configs inherit these two options.
+    together as one vmapped program. Recipe configs inherit these two options, and the
+    check that every number of the whole config is finite and fits int32.
 
     Attributes:
         seed: first seed.
@@ -76,8 +175,13 @@ class Seeds:
     seeds: int = 1
 
     def __post_init__(self) -> None:
+        # Every number of the recipe's config, nested ones included, is finite and fits
+        # int32 (the nested configs that check themselves have already done so).
+        require_numbers(self, nested=True)
         require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
         require(self.seeds >= 1, "seeds", self.seeds, "must be an integer >= 1")
+        require(self.seed + self.seeds - 1 <= INT32_MAX, "seeds", self.seeds,
+                f"seed + seeds - 1 must fit in a 32-bit integer (at most {INT32_MAX})")
 
     @property
     def seed_list(self) -> list[int]:

@@ -25,6 +25,7 @@ from iclab.report import write_report
 from iclab.results import RunInfo, Summary
 from iclab.runs import Run, load_run
 from iclab.store import RunStore, environment
+from iclab.train.checkpoint import read_checkpoint_metadata
 
 
 def default_config(recipe: str, *, quick: bool = False) -> Any:
@@ -46,15 +47,25 @@ def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None
     differs from it is refused, naming the fields that differ). Another process using
     ``out`` is refused too. ``log="tensorboard"`` logs every evaluation live to
     ``out/tensorboard``; ``command`` is the command line recorded in the summary.
+
+    Every check of the input — the config, the data it names (``Recipe.check``), the run
+    folder and, when resuming, its stored config and checkpoints — runs before anything is
+    compiled or written, and fails with a :class:`~iclab.errors.UserError`.
     """
     entry = get_recipe(recipe)
     if out is None:
         if resume:
-            raise RunFolderError("--resume needs the run folder to continue (--out DIR)")
+            raise ConfigError("--resume needs the run folder to continue: pass --out DIR")
         out = Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not resume and entry.check is not None:
+        entry.check(config if config is not None else entry.config_type())
     with RunStore.open(out, "resume" if resume else "new") as store:
         if resume:
             config = _check_unchanged(store, stored_config(store, recipe), config)
+            for path in sorted(store.path.rglob("checkpoint.npz")):
+                read_checkpoint_metadata(path, training=True)
+            if entry.check is not None:
+                entry.check(config)
         else:
             config = config if config is not None else entry.config_type()
             store.write_json("config.json", {"recipe": recipe, "config": to_dict(config)})
@@ -86,11 +97,25 @@ def _render(store: RunStore, summary: Summary) -> Path:
 def stored_config(store: RunStore, recipe: str) -> Any:
     """The config a run folder was started with; it must be a ``recipe`` run."""
     store.require_run()
-    stored = store.read_json("config.json")
-    if stored.get("recipe") != recipe:
-        raise ConfigError(f"{store.path}/config.json is a {stored.get('recipe')!r} run, "
+    stored_recipe, stored = _stored(store)
+    if stored_recipe != recipe:
+        raise ConfigError(f"{store.path}/config.json is a {stored_recipe!r} run, "
                           f"not {recipe!r}")
-    return from_dict(get_recipe(recipe).config_type, stored["config"])
+    try:
+        return from_dict(get_recipe(recipe).config_type, stored)
+    except ConfigError as error:
+        raise RunFolderError(f"{store.path}/config.json does not hold a valid {recipe} "
+                             f"config: {error}") from error
+
+
+def _stored(store: RunStore) -> tuple[str, dict[str, Any]]:
+    """The recipe name and the config (as JSON) of the run folder's ``config.json``,
+    checked to be the object ``iclab run`` writes."""
+    stored = store.read_json("config.json")
+    if not isinstance(stored.get("recipe"), str) or not isinstance(stored.get("config"), dict):
+        raise RunFolderError(f"{store.path}/config.json lacks the \"recipe\" name and "
+                             "\"config\" object `iclab run` writes")
+    return stored["recipe"], stored["config"]
 
 
 def command_line() -> str:

@@ -30,8 +30,8 @@ def getkey(request: pytest.FixtureRequest) -> Callable[[], jax.Array]:
 
 @pytest.fixture
 def cli_status() -> Callable[[list[str]], int]:
-    """``iclab ARGV``'s exit status, whether ``main`` returns it or the option parser exits
-    (tyro exits with status 2 when a nested config's own check refuses a value)."""
+    """``iclab ARGV``'s exit status, whether ``main`` returns it or exits (``--help``
+    exits with 0; every error returns 2, see ``tests/test_bad_inputs.py``)."""
 
     def status(argv: list[str]) -> int:
         try:

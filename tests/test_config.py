@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 import pytest
@@ -41,6 +42,26 @@ INVALID: list[tuple[type, dict[str, Any], str]] = [
     (TrainConfig, {"eval_every": 0}, "train.eval_every"),
     (TrainConfig, {"eval_size": 0}, "train.eval_size"),
     (TrainConfig, {"eval_every": 30, "checkpoint_every": 100}, "train.checkpoint_every"),
+    # Non-finite floats and integers past int32, in every config.
+    (TrainConfig, {"lr": math.inf}, "train.lr"),
+    (TrainConfig, {"lr": math.nan}, "train.lr"),
+    (TrainConfig, {"grad_clip": math.inf}, "train.grad_clip"),
+    (TrainConfig, {"steps": 2**31}, "train.steps"),
+    (TrainConfig, {"batch_size": 2**40}, "train.batch_size"),
+    (TrainConfig, {"divergence_factor": math.inf}, "train.divergence_factor"),
+    (TrainConfig, {"divergence_factor": 1.0}, "train.divergence_factor"),
+    (LinearRegression, {"noise_std": math.inf}, "task.noise_std"),
+    (LinearRegression, {"x_scale": math.nan}, "task.x_scale"),
+    (LinearRegression, {"pool_size": 2**31}, "task.pool_size"),
+    (LSAConfig, {"init_scale": math.inf}, "model.init_scale"),
+    (TransformerConfig, {"max_len": 2**31}, "model.max_len"),
+    # Options that would have no effect.
+    (TrainConfig, {"weight_decay": 0.01}, "train.weight_decay"),  # Adam
+    (TrainConfig, {"optimizer": "sgd", "weight_decay": 0.01}, "train.weight_decay"),
+    (TrainConfig, {"optimizer": "sgd", "b1": 0.5}, "train.b1"),
+    (TrainConfig, {"optimizer": "sgd", "eps": 1e-6}, "train.eps"),
+    (LinearRegression, {"pool_seed": 3}, "task.pool_seed"),  # no pool
+    (LSAConfig, {"tied": True}, "model.tied"),  # one layer
 ]
 
 
@@ -77,6 +98,10 @@ def test_valid_edge_values_are_accepted():
     LSAConfig(n_layers=1, key_size=1)
     TransformerConfig(d_model=6, n_heads=3, max_len=1)
     TrainConfig(b1=0.0, warmup_steps=0, eval_every=5, checkpoint_every=10)
+    TrainConfig(steps=2**31 - 1, optimizer="adamw", weight_decay=0.1, divergence_factor=None)
+    TrainConfig(optimizer="sgd", grad_clip=1.0)
+    LinearRegression(pool_size=2**31 - 1, pool_seed=3)
+    LSAConfig(n_layers=2, tied=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,3 +154,30 @@ def test_from_dict_validates_values():
     data["task"]["dim"] = 0
     with pytest.raises(ConfigError, match=r"task\.dim"):
         from_dict(_Run, data)
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [
+    (("train", "lr"), "fast", r"config\.train\.lr='fast'.*float"),
+    (("train", "steps"), 1.5, r"config\.train\.steps=1\.5.*int"),
+    (("train", "steps"), True, r"config\.train\.steps=True.*int"),
+    (("train", "optimizer"), "adagrad", r"config\.train\.optimizer='adagrad'.*'adam'"),
+    (("train", "grad_clip"), [1.0], r"config\.train\.grad_clip=\[1\.0\]"),
+    (("task",), [1, 2], r"config\.task=\[1, 2\].*LinearRegression"),
+    (("seeds",), ["a"], r"config\.seeds\[0\]='a'.*int"),
+    (("model", "tied"), "yes", r"config\.model\.tied='yes'.*bool"),
+])
+def test_from_dict_refuses_values_of_the_wrong_type(path, value, field):
+    """A hand-edited config.json fails with the field's name, never a TypeError deep inside
+    a config's own checks."""
+    data = to_dict(_example_run())
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ConfigError, match=field):
+        from_dict(_Run, data)
+
+
+def test_from_dict_refuses_a_non_object():
+    with pytest.raises(ConfigError, match=r"^config=\[\] is invalid: must be a JSON object"):
+        from_dict(_Run, [])

@@ -21,6 +21,8 @@ from iclab.data import (
     DatasetError,
     available_datasets,
     builtin_datasets,
+    check_idx_folder,
+    check_npz_path,
     load_dataset,
     read_idx,
     standardise,
@@ -285,6 +287,39 @@ def test_npz_errors(tmp_path: Path) -> None:
         load_dataset("npz", path=path)
     with pytest.raises(DatasetError, match=r"missing.npz: no such file"):
         load_dataset("npz", path=tmp_path / "missing.npz")
+
+
+def test_npz_wrong_kind_of_file_is_named_before_parsing(tmp_path: Path) -> None:
+    """A .npy array saved under a .npz name, a folder, or an unreadable file: the cheap
+    path checks (run when a config names the file) and the loader say so alike."""
+    single = tmp_path / "single.npz"
+    np.save(tmp_path / "single.npy", np.zeros((3, 2)))
+    (tmp_path / "single.npy").rename(single)
+    folder = tmp_path / "folder.npz"
+    folder.mkdir()
+    for path, message in ((single, r"single.npz: holds a single .npy array"),
+                          (folder, r"folder.npz: is a folder, not a file")):
+        with pytest.raises(DatasetError, match=message):
+            check_npz_path(path)
+        with pytest.raises(DatasetError, match=message):
+            load_dataset("npz", path=path)
+    with pytest.raises(DatasetError, match=r"nowhere: not a folder"):
+        check_idx_folder(tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match=f"{IDX_FILES[0]}: no such file"):
+        check_idx_folder(tmp_path)
+
+
+def test_unreadable_files_are_dataset_errors(tmp_path: Path, monkeypatch) -> None:
+    """A file this process may not read (no permission) is named, not a PermissionError."""
+    path = tmp_path / "locked.npz"
+    np.savez(path, x=np.zeros((4, 2)), y=np.arange(4) % 2)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("builtins.open", refuse)
+    with pytest.raises(DatasetError, match=r"locked.npz: cannot be read \(Permission denied\)"):
+        check_npz_path(path)
 
 
 # --- registry --------------------------------------------------------------------------

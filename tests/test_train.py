@@ -29,6 +29,7 @@ from iclab.train import (
     NonFiniteLossError,
     TrainConfig,
     Trainer,
+    TrainingDivergedError,
     TrainState,
     fit,
     load_checkpoint,
@@ -369,9 +370,10 @@ def test_resume_without_checkpoint_starts_afresh(trainer, eval_episodes, single_
 # --- (5) non-finite losses ----------------------------------------------------------------
 
 
-def _sgd(lr: float, steps: int) -> TrainConfig:
+def _sgd(lr: float, steps: int, divergence_factor: float | None = None) -> TrainConfig:
+    """SGD; by default only a non-finite loss stops it (the finite rule is tested apart)."""
     return TrainConfig(steps=steps, batch_size=64, eval_every=20, checkpoint_every=20,
-                       eval_size=256, optimizer="sgd", lr=lr)
+                       eval_size=256, optimizer="sgd", lr=lr, divergence_factor=divergence_factor)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_state(eval_episodes, tmp_path):
@@ -402,6 +404,42 @@ def test_non_finite_loss_stops_and_keeps_last_good_state(eval_episodes, tmp_path
         np.testing.assert_array_equal(a, b)
     train = pd.read_parquet(tmp_path / "train_metrics.parquet")
     assert train.step.max() == 20 and np.all(np.isfinite(train.loss))
+
+
+def test_finite_divergence_stops_at_the_factor_and_keeps_last_good_state(eval_episodes,
+                                                                         tmp_path):
+    """A loss that stays finite but climbs past divergence_factor × its first-step loss
+    (von Oswald's LSA at lr 1e3 reaches ~1e27) stops the run like a NaN would."""
+    seeds = [5, 7]
+    config = dataclasses.replace(CONFIG, steps=20, divergence_factor=1e4)  # Adam, lr 1e-2
+    good, _, _ = fit(Trainer(TASK, FORMAT, _build_lsa, config), seeds, eval_episodes,
+                     out_dir=tmp_path, progress=False)
+    first = pd.read_parquet(tmp_path / "train_metrics.parquet").query("step == 1")
+    diverging = Trainer(TASK, FORMAT, _build_lsa, dataclasses.replace(config, steps=60,
+                                                                      lr=1e3))
+    with pytest.raises(TrainingDivergedError) as error:
+        fit(diverging, seeds, eval_episodes, out_dir=tmp_path, resume=True, progress=False)
+    message = str(error.value)
+    assert "\n" not in message and "train.divergence_factor=10000" in message, message
+    match = re.search(r"reached (\S+), .* first-step loss (\S+), at step (\d+) for seed (\d+)",
+                      message)
+    assert match, message
+    loss, reference, step, seed = float(match[1]), float(match[2]), int(match[3]), int(match[4])
+    # The reference is the resumed run's own first step, read back from its table.
+    assert reference == pytest.approx(first.set_index("seed").loss[seed], rel=1e-2)
+    _, metrics = diverging.run_chunk(good, 20)
+    losses = np.asarray(metrics["loss"])
+    assert np.all(np.isfinite(losses))  # finite all along: only the factor catches it
+    too_high = losses > 1e4 * first.set_index("seed").loss.loc[seeds].to_numpy()[:, None]
+    assert step == 20 + 1 + int(np.argmax(too_high.any(axis=0)))
+    assert loss == pytest.approx(losses[seeds.index(seed), step - 21], rel=1e-2)
+    assert load_checkpoint(tmp_path / "checkpoint.npz", good)[1]["step"] == 20
+    # None turns the finite rule off: the same steps then train on.
+    unchecked = Trainer(TASK, FORMAT, _build_lsa, dataclasses.replace(
+        diverging.config, steps=40, divergence_factor=None))
+    state, _, _ = fit(unchecked, seeds, eval_episodes, out_dir=tmp_path, resume=True,
+                      progress=False)
+    assert int(state.step[0]) == 40
 
 
 def test_nan_injected_by_intervention(eval_episodes):

@@ -16,10 +16,18 @@ from iclab.data.datasets import (
     standardise,
     stratified_split,
 )
-from iclab.data.files import IDX_FILES, DatasetError, read_idx, read_idx_folder, read_npz
+from iclab.data.files import (
+    IDX_FILES,
+    DatasetError,
+    check_idx_folder,
+    check_npz_path,
+    read_idx,
+    read_idx_folder,
+    read_npz,
+)
 
 __all__ = [
     "DATASETS", "IDX_FILES", "Dataset", "DatasetError", "Loader", "available_datasets",
-    "builtin_datasets", "load_dataset", "read_idx", "read_idx_folder", "read_npz", "standardise",
-    "stratified_split",
+    "builtin_datasets", "check_idx_folder", "check_npz_path", "load_dataset", "read_idx",
+    "read_idx_folder", "read_npz", "standardise", "stratified_split",
 ]

@@ -32,7 +32,7 @@ import numpy as np
 from jaxtyping import Float32, Int32
 
 from iclab.config import require
-from iclab.data.files import read_idx_folder, read_npz
+from iclab.data.files import check_idx_folder, check_npz_path, read_idx_folder, read_npz
 
 Pool = tuple[np.ndarray, np.ndarray]
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -90,12 +90,17 @@ class Loader:
         description: one line for :func:`available_datasets` users.
         needs_path: whether ``path`` is required (file loaders) or refused.
         options: keyword options of ``read`` and their defaults.
+        check_path: cheap checks of a file loader's ``path`` that parse nothing (it
+            exists, is readable, is the right kind of file), raising
+            :class:`~iclab.errors.DatasetError`: a config that names the path runs them at
+            construction, before anything is loaded, compiled or written.
     """
 
     read: Callable[..., Pool | Split]
     description: str
     needs_path: bool = False
     options: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    check_path: Callable[[Path], None] | None = None
 
 
 def load_dataset(name: str, *, seed: int = 0, test_fraction: float = 0.2,
@@ -316,7 +321,7 @@ DATASETS: dict[str, Loader] = {
     "random": Loader(_read_random, "random N(0, I) inputs with random labels",
                      options={"n_samples": 1000, "n_features": 64, "n_classes": 10}),
     "idx": Loader(_read_idx, "a folder of IDX files as MNIST/FashionMNIST/KMNIST ship "
-                  "(official split kept)", needs_path=True),
+                  "(official split kept)", needs_path=True, check_path=check_idx_folder),
     "npz": Loader(_read_npz, "a .npz file with 'x', 'y' or 'x_train', 'y_train', 'x_test', "
-                  "'y_test' (official split kept)", needs_path=True),
+                  "'y_test' (official split kept)", needs_path=True, check_path=check_npz_path),
 }

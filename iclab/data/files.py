@@ -47,6 +47,41 @@ NPZ_LAYOUTS: tuple[tuple[str, ...], ...] = (("x_train", "y_train", "x_test", "y_
 _NPZ_FORMAT = ("a .npz archive (numpy.savez) with arrays 'x' (n, ...) and 'y' (n,), or "
                "'x_train', 'y_train', 'x_test', 'y_test'")
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz), or an empty one
+_NPY_MAGIC = b"\x93NUMPY"  # a single array (numpy.save)
+
+
+def check_npz_path(path: str | Path) -> None:
+    """Cheap checks of a ``.npz`` dataset file without parsing it: it exists, is a file
+    this process may read, and starts like a zip archive (not a single ``.npy`` array
+    saved under a ``.npz`` name). :func:`read_npz` checks the rest.
+
+    Raises:
+        DatasetError: naming the file and what it should be.
+    """
+    path = Path(path)
+    head = _head(path, _NPZ_FORMAT)
+    if head.startswith(_NPY_MAGIC):
+        raise DatasetError(f"{path}: holds a single .npy array (numpy.save), not a .npz "
+                           f"archive; expected {_NPZ_FORMAT}")
+    if not head.startswith(_ZIP_MAGIC):
+        raise DatasetError(f"{path}: cannot be read (not a zip archive); expected "
+                           f"{_NPZ_FORMAT}")
+
+
+def check_idx_folder(folder: str | Path) -> None:
+    """Cheap checks of an IDX dataset folder without parsing it: it is a folder holding
+    the four :data:`IDX_FILES` (each optionally ``.gz``), each readable by this process.
+    :func:`read_idx_folder` checks the rest.
+
+    Raises:
+        DatasetError: naming the folder or file and what it should be.
+    """
+    folder = Path(folder)
+    _require_folder(folder)
+    for name in IDX_FILES:
+        _head(_find_idx(folder, name), _IDX_FORMAT)
+
 
 def read_idx(path: str | Path, *, ndim: int | None = None) -> np.ndarray:
     """The array stored in one IDX file (gzipped if its name ends in ``.gz``).
@@ -99,9 +134,7 @@ def read_idx_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndar
             file and its label file disagree on the number of examples.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: not a folder; an IDX dataset is a folder holding "
-                           f"{list(IDX_FILES)} (each optionally .gz), as MNIST ships")
+    _require_folder(folder)
     arrays = []
     for images_name, labels_name in (IDX_FILES[:2], IDX_FILES[2:]):
         images_path = _find_idx(folder, images_name)
@@ -136,12 +169,10 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
             wrong kind or shape.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file; expected {_NPZ_FORMAT}")
+    check_npz_path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DatasetError(f"{path}: holds a single .npy array; expected {_NPZ_FORMAT}")
+        # Our own handle: np.load leaks its file when the archive is not a valid zip.
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
             layout = next((keys for keys in NPZ_LAYOUTS if set(keys) <= set(archive.files)),
                           None)
             if layout is None:
@@ -190,13 +221,36 @@ def _find_idx(folder: Path, name: str) -> Path:
 
 def _read_bytes(path: Path, expected: str) -> bytes:
     """The bytes of ``path``, decompressed when its name ends in ``.gz``."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file; expected {expected}")
+    _head(path, expected)
     if path.suffix != ".gz":
-        return path.read_bytes()
+        try:
+            return path.read_bytes()
+        except OSError as error:
+            raise DatasetError(f"{path}: cannot be read ({error.strerror or error})") from error
     try:
         with gzip.open(path, "rb") as stream:
             return stream.read()
     except (OSError, EOFError, zlib.error) as error:
         raise DatasetError(f"{path}: not a valid gzip file ({error}); expected gzipped "
                            f"{expected}") from error
+
+
+def _head(path: Path, expected: str) -> bytes:
+    """The first bytes of the file ``path``; :class:`DatasetError` if it is missing, a
+    folder, or unreadable (e.g. no read permission)."""
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder, not a file; expected {expected}")
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file; expected {expected}")
+    try:
+        with open(path, "rb") as file:
+            return file.read(8)
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot be read ({error.strerror or error}); expected "
+                           f"{expected}") from error
+
+
+def _require_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder; an IDX dataset is a folder holding "
+                           f"{list(IDX_FILES)} (each optionally .gz), as MNIST ships")

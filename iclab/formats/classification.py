@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from iclab.config import require
+from iclab.config import require, require_numbers
 from iclab.formats.base import Format
 from iclab.tasks.classification import ClassificationEpisode
 
@@ -49,6 +49,7 @@ class ItemLabelTokens(Format):
     readout = slice(-1, None)  # the query token alone
 
     def __post_init__(self) -> None:
+        require_numbers(self, "format.")
         require(self.n_labels >= 2, "format.n_labels", self.n_labels, "must be >= 2")
         require(self.label_code in ("onehot", "learned", "random"), "format.label_code",
                 self.label_code, "must be 'onehot', 'learned' or 'random'")
@@ -56,9 +57,27 @@ class ItemLabelTokens(Format):
                 "must be >= 2N + 1 (at least 3)")
         require(self.position_offset in ("fixed", "random"), "format.position_offset",
                 self.position_offset, "must be 'fixed' or 'random'")
+        require(self.label_seed == 0 or self.label_code == "random", "format.label_seed",
+                self.label_seed, f"has no effect with format.label_code={self.label_code!r} "
+                "(it seeds the 'random' label vectors)")
 
     def token_dim(self, dim: int) -> int:
         return dim + self.position_width
+
+    def require_fits(self, n_context: int, dim: int, prefix: str = "format") -> None:
+        """Raise :class:`~iclab.errors.ConfigError`, naming ``prefix.field``, unless this
+        format encodes episodes of ``n_context`` pairs of ``dim``-wide items: the position
+        code needs a coordinate for each of the 2N + 1 tokens, and the one-hot label codes
+        a content coordinate for each label. Recipes call it at construction, so the
+        mismatch fails before anything compiles (:meth:`encode` checks it again)."""
+        seq = 2 * n_context + 1
+        require(self.position_width >= seq, f"{prefix}.position_width", self.position_width,
+                f"must be >= 2N + 1 = {seq}, a one-hot position for each token of "
+                f"{n_context} context pairs and the query")
+        require(self.label_code == "random" or self.n_labels <= dim, f"{prefix}.n_labels",
+                self.n_labels, f"must be <= the item dimension {dim} with {prefix}.label_code="
+                f"{self.label_code!r} (the one-hot label lives in the item slot); use "
+                "label_code='random'")
 
     @staticmethod
     def label_rows(n_context: int) -> slice:

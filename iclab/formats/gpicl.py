@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from iclab.config import require
+from iclab.config import require, require_numbers
 from iclab.formats.base import Format
 from iclab.tasks.gpicl import GPICLEpisode
 
@@ -37,6 +37,7 @@ class SequenceLabelTokens(Format):
     readout = slice(None)  # every position is a query
 
     def __post_init__(self) -> None:
+        require_numbers(self, "format.")
         require(self.n_classes >= 2, "format.n_classes", self.n_classes, "must be >= 2")
 
     def token_dim(self, dim: int) -> int:

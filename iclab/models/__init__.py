@@ -7,13 +7,19 @@ from iclab.models.hooks import Hooks, Intervention, ablate_head, clamp, run_with
 from iclab.models.label_embedding import LearnedLabels
 from iclab.models.lsa import LinearSelfAttention, LSAConfig, gd_construction
 from iclab.models.recurrent import RecurrentConfig, RecurrentModel
-from iclab.models.size import carried_floats, model_size, parameter_count, state_size
+from iclab.models.size import (
+    activation_floats,
+    carried_floats,
+    model_size,
+    parameter_count,
+    state_size,
+)
 from iclab.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "ActivationCache", "Hooks", "Intervention", "LSAConfig", "LearnedLabels",
     "LinearSelfAttention", "ModelConfig", "MultiHeadAttention", "RecurrentConfig",
-    "RecurrentModel", "Transformer", "TransformerConfig", "ablate_head", "attention_mask",
-    "carried_floats", "clamp", "gd_construction", "model_size", "parameter_count",
-    "run_with_cache", "run_with_hooks", "state_size",
+    "RecurrentModel", "Transformer", "TransformerConfig", "ablate_head", "activation_floats",
+    "attention_mask", "carried_floats", "clamp", "gd_construction", "model_size",
+    "parameter_count", "run_with_cache", "run_with_hooks", "state_size",
 ]

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from iclab.config import require
+from iclab.config import require, require_numbers
 from iclab.models.attention import MaskKind, MultiHeadAttention, attention_mask
 from iclab.models.hooks import Hooks, call_hook
 
@@ -46,6 +46,7 @@ class LSAConfig:
     init_scale: float | None = None
 
     def __post_init__(self) -> None:
+        require_numbers(self, "model.")
         require(self.n_layers >= 1, "model.n_layers", self.n_layers, "must be an integer >= 1")
         require(self.n_heads >= 1, "model.n_heads", self.n_heads, "must be an integer >= 1")
         require(self.key_size is None or self.key_size >= 1, "model.key_size", self.key_size,
@@ -56,6 +57,8 @@ class LSAConfig:
                 "must be 'context', 'causal' or 'full'")
         require(self.init_scale is None or self.init_scale > 0, "model.init_scale",
                 self.init_scale, "must be None (0.002 / n_layers) or > 0")
+        require(not self.tied or self.n_layers > 1, "model.tied", self.tied,
+                "has no effect with model.n_layers=1 (one layer has nothing to share)")
 
     def build(self, d_in: int, d_out: int, *, key: PRNGKeyArray) -> LinearSelfAttention:
         """The stack on ``d_in``-wide tokens. Its outputs are the residual stream itself,
@@ -129,8 +132,8 @@ def gd_construction(dim: int, eta_over_n: float, n_layers: int = 1, gamma: float
     d_model = dim + 1
     select_x = jnp.diag(jnp.concatenate([jnp.ones(dim), jnp.zeros(1)]))[None]
     write = jnp.diag(jnp.concatenate([jnp.full(dim, -gamma), jnp.full(1, -eta_over_n)]))
-    model = LSAConfig(n_layers=n_layers, tied=True).build(d_model, d_model,
-                                                          key=jax.random.key(0))
+    model = LSAConfig(n_layers=n_layers, tied=n_layers > 1).build(d_model, d_model,
+                                                                  key=jax.random.key(0))
     layer = model.layers[0]
     layer = eqx.tree_at(lambda m: (m.query, m.key, m.value, m.output), layer,
                         (select_x, select_x, jnp.eye(d_model)[None], write))

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from iclab.config import require
+from iclab.config import require, require_numbers
 from iclab.models.hooks import Hooks, call_hook
 
 Cell = eqx.nn.LSTMCell | eqx.nn.GRUCell
@@ -68,6 +68,7 @@ class RecurrentConfig:
     head: Literal["linear", "mlp"] = "linear"
 
     def __post_init__(self) -> None:
+        require_numbers(self, "model.")
         require(self.cell in ("lstm", "gru"), "model.cell", self.cell, "must be 'lstm' or 'gru'")
         for name in ("hidden_size", "n_layers"):
             value = getattr(self, name)

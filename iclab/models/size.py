@@ -59,6 +59,27 @@ def carried_floats(config: ModelConfig, seq_len: int, token_dim: int | None = No
     return per_unit * state_size(config, seq_len, token_dim)
 
 
+def activation_floats(config: ModelConfig, seq_len: int, token_dim: int) -> int:
+    """A rough upper count of the floats one forward pass over one sequence of ``seq_len``
+    tokens of width ``token_dim`` holds: the inputs, and per layer its projections, residual
+    stream, attention scores and MLP (or a recurrent cell's gates and states). Configs
+    multiply it by the sequences processed at once to refuse sizes that cannot fit in
+    memory (:meth:`~iclab.train.TrainConfig.require_memory`)."""
+    if isinstance(config, TransformerConfig):
+        width = config.d_model
+        per_layer = (6 * seq_len * width + 2 * config.n_heads * seq_len**2
+                     + (10 * seq_len * width if config.mlp else 0))
+    elif isinstance(config, LSAConfig):
+        width = token_dim
+        key_size = config.key_size or token_dim
+        per_layer = (3 * config.n_heads * key_size * seq_len + 2 * config.n_heads * seq_len**2
+                     + 2 * seq_len * width)
+    else:
+        width = config.hidden_size
+        per_layer = 8 * seq_len * width  # four gates, hidden and cell states
+    return seq_len * (token_dim + 2 * width) + config.n_layers * per_layer
+
+
 def parameter_count(model: PyTree) -> int:
     """Floats a model learns: the total size of its inexact (floating) array leaves.
 

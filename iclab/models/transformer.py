@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from iclab.config import require
+from iclab.config import require, require_numbers
 from iclab.models.attention import MultiHeadAttention, attention_mask, variance_scaling
 from iclab.models.hooks import Hooks, call_hook
 
@@ -60,6 +60,7 @@ class TransformerConfig:
     head: Literal["linear", "mlp"] = "linear"
 
     def __post_init__(self) -> None:
+        require_numbers(self, "model.")
         for name in ("d_model", "n_layers", "n_heads", "max_len"):
             value = getattr(self, name)
             require(value >= 1, f"model.{name}", value, "must be an integer >= 1")
@@ -69,6 +70,19 @@ class TransformerConfig:
                 self.positional, "must be 'learned', 'sinusoidal' or 'none'")
         require(self.head in ("linear", "mlp"), "model.head", self.head,
                 "must be 'linear' or 'mlp'")
+
+    def require_fits(self, d_in: int, seq_len: int, prefix: str = "model") -> None:
+        """Raise :class:`~iclab.errors.ConfigError`, naming ``prefix.field``, unless this
+        transformer reads sequences of ``seq_len`` tokens of width ``d_in``: without a
+        read-in the tokens enter the residual stream as they are (``d_model == d_in``), and
+        learned positions cover ``max_len`` tokens. Recipes call it at construction, so the
+        mismatch fails before anything compiles."""
+        require(self.read_in or self.d_model == d_in, f"{prefix}.d_model", self.d_model,
+                f"must equal the token width {d_in} with {prefix}.read_in=False (tokens "
+                "enter the residual stream as they are)")
+        require(self.positional != "learned" or self.max_len >= seq_len, f"{prefix}.max_len",
+                self.max_len, f"must cover the longest sequence ({seq_len} tokens) with "
+                "learned positions")
 
     def build(self, d_in: int, d_out: int, *, key: PRNGKeyArray) -> Transformer:
         return Transformer(self, d_in, d_out, key=key)

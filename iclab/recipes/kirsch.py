@@ -21,7 +21,8 @@ import numpy as np
 
 from iclab.config import Seeds, require
 from iclab.data import builtin_datasets
-from iclab.models import TransformerConfig, model_size
+from iclab.formats import SequenceLabelTokens
+from iclab.models import TransformerConfig, activation_floats, model_size
 from iclab.plotting import save, subplots
 from iclab.recipes.gpicl.evaluation import (
     BASELINE_LABELS,
@@ -82,9 +83,8 @@ class KirschConfig(Seeds):
         require(len(self.tasks_log2) >= 1 and all(0 <= k <= 30 for k in self.tasks_log2)
                 and len(set(self.tasks_log2)) == len(self.tasks_log2), "tasks_log2",
                 self.tasks_log2, "must be distinct integers in [0, 30]")
-        require(self.model.positional != "learned" or self.model.max_len >= self.task.seq_len,
-                "model.max_len", self.model.max_len,
-                f"must cover task.seq_len={self.task.seq_len} with learned positions")
+        d_in = SequenceLabelTokens(self.task.n_classes).token_dim(self.task.input_dim)
+        self.model.require_fits(d_in, self.task.seq_len)
         for name in self.datasets:
             require(name in builtin_datasets(), "datasets",
                     self.datasets, f"{name!r} is not a built-in dataset; choose from "
@@ -93,6 +93,8 @@ class KirschConfig(Seeds):
                 f"must not hold the warm-up dataset {self.warmup.dataset!r}: the learner has "
                 "seen it")
         require(self.knn_k >= 1, "knn_k", self.knn_k, "must be an integer >= 1")
+        self.train.require_memory("train", self.seeds, activation_floats(
+            self.model, self.task.seq_len, d_in), eval_sets=2 + len(self.datasets))
 
 
 def quick() -> KirschConfig:
@@ -100,6 +102,17 @@ def quick() -> KirschConfig:
     config = KirschConfig()
     return dataclasses.replace(config, tasks_log2=(2, 8, 16),
                                train=dataclasses.replace(config.train, steps=1500))
+
+
+def check_data(config: KirschConfig) -> None:
+    """Load every dataset the run reads (cached for the run), so that a file that does not
+    parse or classes that do not fit ``task.n_classes`` fail before anything is written."""
+    config.task.load_data()
+    if config.warmup.dataset is not None:
+        dataclasses.replace(config.task, dataset=config.warmup.dataset,
+                            dataset_path=None).load_data()
+    for name in config.datasets:
+        dataclasses.replace(config.task, dataset=name, dataset_path=None).load_data()
 
 
 def pool_folder(k: int) -> str:
@@ -313,4 +326,4 @@ RECIPE = register(Recipe(
           "learning by meta-learning transformers",
     description="Meta-trained transformers turn from memorisers into general in-context "
                 "learners as the number of tasks grows (Kirsch 2022)",
-    config_type=KirschConfig, run=run, figures=figures, quick=quick))
+    config_type=KirschConfig, run=run, figures=figures, quick=quick, check=check_data))

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from iclab.analysis import PhaseRule, jump_step, phase_table, smoothed, steepest_gain
-from iclab.config import Seeds
+from iclab.config import Seeds, require
 from iclab.formats import ItemLabelTokens
-from iclab.models import TransformerConfig
+from iclab.models import TransformerConfig, activation_floats
 from iclab.recipes.classification.figures import bursty_levels, recipe_figures
 from iclab.recipes.classification.setup import (
     PAPER_MODEL,
@@ -72,6 +72,14 @@ class ReddyConfig(Seeds):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_recipe_fields(self.task, self.format, self.intervention)
+        # What spans the task, the format and the model, checked before anything compiles.
+        seq, width = 2 * self.task.n_context + 1, self.format.token_dim(self.task.dim)
+        self.format.require_fits(self.task.n_context, self.task.dim)
+        self.model.require_fits(width, seq)
+        require(self.model.n_layers >= 2, "model.n_layers", self.model.n_layers,
+                "must be >= 2: the induction head's second half (TILA2) is read in layer 2")
+        self.train.require_memory("train", self.seeds, activation_floats(self.model, seq, width),
+                                  eval_sets=len(EVAL_SETS))
 
 
 def quick() -> ReddyConfig:

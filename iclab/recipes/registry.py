@@ -15,20 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from iclab.errors import UserError
+from iclab.errors import ConfigError
 from iclab.results import RecipeResult, Summary
 from iclab.store import RunStore
 from iclab.train import Trainer, TrainState, fit, make_logger
 
 Figure = tuple[str, str]
 """A figure: its file name in the run's ``figures/`` and its caption."""
-
-
-class UnknownRecipeError(UserError, KeyError):
-    """No recipe has that name."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -86,6 +79,10 @@ class Recipe:
         figures: draws the figures from the run's stored files and its summary alone.
         quick: the ``--quick`` preset, a config that shows the result qualitatively in a
             few minutes on a CPU (``None``: the default is already quick).
+        check: the checks of a config that need its data (e.g. that a dataset's classes fit
+            the task), raising a :class:`~iclab.errors.UserError`; :func:`iclab.run` calls
+            it before it writes the run folder. Checks that need no data belong in the
+            config's ``__post_init__``.
     """
 
     name: str
@@ -95,6 +92,7 @@ class Recipe:
     run: Callable[[Any, RunContext], RecipeResult]
     figures: Callable[[RunStore, Summary], list[Figure]]
     quick: Callable[[], Any] | None = None
+    check: Callable[[Any], None] | None = None
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -107,6 +105,6 @@ def register(recipe: Recipe) -> Recipe:
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise UnknownRecipeError(f"unknown recipe {name!r}; available: "
-                                 f"{', '.join(sorted(RECIPES))} (see `iclab list`)")
+        raise ConfigError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))} "
+                          "(see `iclab list`)")
     return RECIPES[name]

@@ -23,12 +23,13 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from iclab.config import Seeds, require
+from iclab.config import Seeds, changed_fields, require
 from iclab.formats import ItemLabelTokens, SequenceLabelTokens
 from iclab.models import (
     ModelConfig,
     RecurrentConfig,
     TransformerConfig,
+    activation_floats,
     model_size,
     parameter_count,
 )
@@ -89,15 +90,37 @@ class RnnVsTransformerConfig(Seeds):
         require(self.max_hidden >= 1, "max_hidden", self.max_hidden, "must be >= 1")
         require(len(self.tasks) >= 1 and set(self.tasks) <= {"gpicl", "bursty"}, "tasks",
                 self.tasks, "must name 'gpicl', 'bursty' or both")
-        longest = max(self.gpicl.seq_len, 0 if "bursty" not in self.tasks
-                      else 2 * self.bursty.n_context + 1)
-        require(self.transformer.positional != "learned" or self.transformer.max_len >= longest,
-                "transformer.max_len", self.transformer.max_len,
-                f"must cover the longest sequence ({longest} tokens) with learned positions")
+        # Options of a comparison that does not run would be silently ignored.
+        for task, fields in (("gpicl", ("gpicl", "gpicl_train", "warmup")),
+                             ("bursty", ("bursty", "bursty_format", "bursty_train"))):
+            for name in fields if task not in self.tasks else ():
+                for option, value in changed_fields(getattr(self, name), _DEFAULTS[name], name):
+                    require(False, option, value, f"has no effect without {task!r} in tasks "
+                            f"(tasks={list(self.tasks)})")
+        # What spans the tasks, formats and models, checked before anything compiles: every
+        # model reads each task's tokens (recurrent nets read any width and length).
+        recurrent = RecurrentConfig(hidden_size=self.max_hidden)
+        if "gpicl" in self.tasks:
+            d_in = SequenceLabelTokens(self.gpicl.n_classes).token_dim(self.gpicl.input_dim)
+            self.transformer.require_fits(d_in, self.gpicl.seq_len, "transformer")
+            self.gpicl_train.require_memory("gpicl_train", self.seeds, max(
+                activation_floats(model, self.gpicl.seq_len, d_in)
+                for model in (self.transformer, recurrent)), eval_sets=1)
         if "bursty" in self.tasks:
             require(self.bursty_format.n_labels == self.bursty.n_labels, "bursty_format.n_labels",
                     self.bursty_format.n_labels, f"must equal bursty.n_labels="
                     f"{self.bursty.n_labels}")
+            seq, width = 2 * self.bursty.n_context + 1, self.bursty_format.token_dim(
+                self.bursty.dim)
+            self.bursty_format.require_fits(self.bursty.n_context, self.bursty.dim,
+                                            "bursty_format")
+            self.transformer.require_fits(width, seq, "transformer")
+            self.bursty_train.require_memory("bursty_train", self.seeds, max(
+                activation_floats(model, seq, width) for model in (self.transformer, recurrent)),
+                eval_sets=len(BURSTY_SETS))
+
+
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(RnnVsTransformerConfig)}
 
 
 def quick() -> RnnVsTransformerConfig:
@@ -106,6 +129,16 @@ def quick() -> RnnVsTransformerConfig:
     return dataclasses.replace(
         config, tasks=("gpicl",), cells=("lstm",),
         gpicl_train=dataclasses.replace(config.gpicl_train, steps=1500))
+
+
+def check_data(config: RnnVsTransformerConfig) -> None:
+    """Load the datasets the GPICL comparison reads (cached for the run), so that classes
+    that do not fit ``gpicl.n_classes`` fail before anything is written."""
+    if "gpicl" in config.tasks:
+        config.gpicl.load_data()
+        if config.warmup.dataset is not None:
+            dataclasses.replace(config.gpicl, dataset=config.warmup.dataset,
+                                dataset_path=None).load_data()
 
 
 def matched_models(transformer: TransformerConfig, cells: tuple[str, ...], *, d_in: int,
@@ -336,4 +369,5 @@ RECIPE = register(Recipe(
           "emergent in-context learning in transformers (NeurIPS)",
     description="LSTMs and GRUs beside a transformer: in-context learning follows state "
                 "size (Kirsch 2022; Chan 2022)",
-    config_type=RnnVsTransformerConfig, run=run, figures=figures, quick=quick))
+    config_type=RnnVsTransformerConfig, run=run, figures=figures, quick=quick,
+    check=check_data))

@@ -30,7 +30,13 @@ from iclab.analysis import (
 from iclab.config import Seeds, require, to_dict
 from iclab.formats import PairTokens
 from iclab.learners import Learner, ModelLearner, ZeroPredictor, query_loss
-from iclab.models import LinearSelfAttention, LSAConfig, gd_construction, model_size
+from iclab.models import (
+    LinearSelfAttention,
+    LSAConfig,
+    activation_floats,
+    gd_construction,
+    model_size,
+)
 from iclab.plotting import COLORS, save, subplots
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Claim, Number, RecipeResult, Summary, claim
@@ -65,6 +71,9 @@ class VonOswaldConfig(Seeds):
         super().__post_init__()
         require(self.tuning_size >= 1, "tuning_size", self.tuning_size, "must be >= 1")
         require(self.shift_episodes >= 1, "shift_episodes", self.shift_episodes, "must be >= 1")
+        width = PairTokens().token_dim(self.task.dim)
+        self.train.require_memory("train", self.seeds, activation_floats(
+            self.model, self.task.n_context + 1, width))
 
 
 INPUT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)

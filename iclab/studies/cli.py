@@ -9,6 +9,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 import tyro
 
 from iclab.errors import ConfigError
+from iclab.options import parse_options
 from iclab.recipes.registry import get_recipe
 from iclab.runner import default_config
 from iclab.studies.grid import field_path
@@ -45,10 +46,10 @@ def sweep_command(argv: list[str]) -> Sweep:
         raise ConfigError("`iclab sweep` needs a recipe name first (see `iclab list`)")
     recipe = get_recipe(argv[0])
     quick = "--quick" in argv
-    args = tyro.cli(SweepArgs[recipe.config_type], args=argv[1:],
-                    default=SweepArgs(default_config(recipe.name, quick=quick), out=""),
-                    prog=f"iclab sweep {recipe.name}",
-                    description=f"Sweep {recipe.name} ({recipe.description}) over a grid.")
+    args = parse_options(SweepArgs[recipe.config_type], argv[1:],
+                         SweepArgs(default_config(recipe.name, quick=quick), out=""),
+                         prog=f"iclab sweep {recipe.name}",
+                         description=f"Sweep {recipe.name} ({recipe.description}) over a grid.")
     swept = {field_path(text.partition("=")[0]) for text in (*args.grid, *args.zip)}
     fixed = {field_path(word.partition("=")[0]) for word in argv if word.startswith("--")}
     both = sorted(swept & fixed)

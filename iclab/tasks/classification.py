@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Int32, PRNGKeyArray
 
-from iclab.config import require
+from iclab.config import require, require_numbers
 
 LabelMap = Literal["modulo", "random"]
 
@@ -182,11 +182,14 @@ class InContextMetaLearning:
     label_map: LabelMap = "random"
 
     def __post_init__(self) -> None:
+        require_numbers(self, "task.")
         require(self.n_tasks >= 1, "task.n_tasks", self.n_tasks, "must be an integer >= 1")
         require(self.n_tasks <= self.n_labels, "task.n_tasks", self.n_tasks,
                 f"must be <= n_labels={self.n_labels}, so every task shifts labels differently")
         require(self.task_zipf_alpha >= 0, "task.task_zipf_alpha", self.task_zipf_alpha,
                 "must be >= 0")
+        require(self.task_zipf_alpha == 0 or self.n_tasks > 1, "task.task_zipf_alpha",
+                self.task_zipf_alpha, "has no effect with task.n_tasks=1 (one task to draw)")
         _check_shared_fields(self)
 
     @property
@@ -269,6 +272,7 @@ def _single_task_sets(task: BurstyClassification, key: PRNGKeyArray, size: int
 
 def _check_shared_fields(task: BurstyClassification | InContextMetaLearning) -> None:
     """Validate the fields Reddy's and Minegishi et al.'s distributions share."""
+    require_numbers(task, "task.")
     require(task.n_labels >= 1, "task.n_labels", task.n_labels, "must be an integer >= 1")
     require(task.n_classes >= 2, "task.n_classes", task.n_classes,
             "must be an integer >= 2 (the iw set draws its context from the other classes)")

@@ -34,6 +34,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 import equinox as eqx
@@ -42,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Float32, Int, Int32, Key, PRNGKeyArray
 
-from iclab.config import require
+from iclab.config import require, require_numbers
 from iclab.data.datasets import DATASETS, Dataset, available_datasets, load_dataset
 
 MAX_TASK_ID = 2**31 - 1
@@ -99,8 +100,10 @@ class GPICLTask:
             distribution": "we bias towards a specific permutation by using a fixed
             permutation for a fraction of each batch"); 0 samples tasks uniformly.
 
-    Checks that need the data (classes, a non-empty split) run on first use, not at
-    construction, so building a config loads nothing.
+    Building a config loads nothing: a dataset file is only checked to exist, be readable
+    and be of the right kind (``Loader.check_path``); checks that need the data (classes,
+    a non-empty split) run on first use (:meth:`load_data`), which ``iclab run`` calls
+    before it writes the run folder.
     """
 
     n_tasks_log2: int | None = 16
@@ -115,6 +118,7 @@ class GPICLTask:
     biased_fraction: float = 0.0
 
     def __post_init__(self) -> None:
+        require_numbers(self, "task.")
         require(self.n_tasks_log2 is None or 0 <= self.n_tasks_log2 <= 30, "task.n_tasks_log2",
                 self.n_tasks_log2, "must be None (a fresh task per sequence) or in [0, 30]")
         require(self.input_dim >= 1, "task.input_dim", self.input_dim, "must be an integer >= 1")
@@ -129,6 +133,8 @@ class GPICLTask:
         require((self.dataset_path is not None) == needs_path, "task.dataset_path",
                 self.dataset_path, f"dataset {self.dataset!r} "
                 + ("reads a file: give its path" if needs_path else "reads no file: use None"))
+        if needs_path and DATASETS[self.dataset].check_path is not None:
+            DATASETS[self.dataset].check_path(Path(self.dataset_path))
         require(self.split in ("train", "test"), "task.split", self.split,
                 "must be 'train' or 'test'")
         require(0 <= self.biased_fraction <= 1, "task.biased_fraction", self.biased_fraction,

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from iclab.config import require
+from iclab.config import require, require_numbers
 from iclab.tasks.episode import RegressionEpisode
 
 
@@ -46,6 +46,7 @@ class LinearRegression:
     pool_seed: int = 0
 
     def __post_init__(self) -> None:
+        require_numbers(self, "task.")
         require(self.dim >= 1, "task.dim", self.dim, "must be an integer >= 1")
         require(self.n_context >= 1, "task.n_context", self.n_context, "must be an integer >= 1")
         require(self.x_distribution in ("uniform", "gaussian"), "task.x_distribution",
@@ -55,6 +56,9 @@ class LinearRegression:
         require(self.noise_std >= 0, "task.noise_std", self.noise_std, "must be >= 0")
         require(self.pool_size is None or self.pool_size >= 1, "task.pool_size", self.pool_size,
                 "must be None (fresh tasks) or an integer >= 1")
+        require(self.pool_seed == 0 or self.pool_size is not None, "task.pool_seed",
+                self.pool_seed, "has no effect without task.pool_size (fresh weights for "
+                "every episode)")
 
     def sample(self, key: PRNGKeyArray, batch_size: int) -> RegressionEpisode:
         """Draw ``batch_size`` independent episodes; a pure function of ``key``."""

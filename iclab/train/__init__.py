@@ -1,5 +1,6 @@
 """Meta-training: compiled chunks of steps, seeds as a vmap axis, safe checkpoints."""
 
+from iclab.errors import TrainingDivergedError
 from iclab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from iclab.train.config import TrainConfig
 from iclab.train.engine import (
@@ -16,6 +17,6 @@ from iclab.train.optim import make_optimizer
 
 __all__ = [
     "CheckpointError", "MetricLogger", "NonFiniteLossError", "Probe", "TensorBoardLogger",
-    "TrainConfig", "TrainState", "Trainer", "episode_metrics", "fit", "load_checkpoint",
-    "load_eval_arrays", "make_logger", "make_optimizer", "save_checkpoint",
+    "TrainConfig", "TrainState", "Trainer", "TrainingDivergedError", "episode_metrics", "fit",
+    "load_checkpoint", "load_eval_arrays", "make_logger", "make_optimizer", "save_checkpoint",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,37 @@ def save_checkpoint(path: Path, tree: Any, metadata: dict[str, Any]) -> None:
               for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
     arrays[METADATA] = np.asarray(json.dumps(metadata))
     write_file(Path(path), lambda file: np.savez(file, **arrays))
+
+
+def read_checkpoint_metadata(path: Path, *, training: bool = False) -> dict[str, Any]:
+    """The metadata stored in the checkpoint ``path``, read without its arrays. With
+    ``training``, it must be a training run's: an integer ``step`` >= 0 and a list of
+    integer ``seeds``. Cheap, so a resumed run checks its checkpoints before anything
+    compiles."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        raise CheckpointError(f"no checkpoint at {path}; run without --resume to start "
+                              "afresh")
+    try:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+            metadata = json.loads(str(archive[METADATA]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path}: not a readable iclab checkpoint ({error}): run "
+                              "without --resume to start afresh") from None
+    ok = isinstance(metadata, dict) and (not training or (
+        _is_int(metadata.get("step")) and metadata["step"] >= 0
+        and isinstance(metadata.get("seeds"), list)
+        and all(_is_int(seed) for seed in metadata["seeds"])))
+    if not ok:
+        expected = ('an object with an integer "step" and a list of "seeds"' if training
+                    else "a JSON object")
+        raise CheckpointError(f"{path}: not a readable iclab checkpoint (expected "
+                              f"{expected}, got {json.dumps(metadata)[:80]})")
+    return metadata
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load_checkpoint(path: Path, template: T) -> tuple[T, dict[str, Any]]:

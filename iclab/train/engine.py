@@ -25,6 +25,7 @@ import pandas as pd
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
+from iclab.errors import TrainingDivergedError
 from iclab.formats.regression import Format
 from iclab.learners import ModelLearner
 from iclab.models.hooks import Intervention
@@ -55,8 +56,9 @@ class TrainState(eqx.Module):
     data_key: Array  # raw key data, so checkpoints are plain integer arrays
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss."""
+NonFiniteLossError = TrainingDivergedError
+"""The earlier name of :class:`~iclab.errors.TrainingDivergedError`, from before it also
+covered losses that stay finite."""
 
 
 def episode_metrics(model: eqx.Module, format: Format, episode: Any,
@@ -162,8 +164,10 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
     probe's arrays (``eval_arrays.npz``) and then ``checkpoint.npz`` every
     ``checkpoint_every`` steps (see :mod:`iclab.store`: a kill at any instant loses no row);
     ``resume=True`` continues from the last checkpoint there, or starts afresh if none was
-    committed yet. The caller owns ``out_dir`` (``iclab run`` locks it). A non-finite loss stops
-    the run with :class:`NonFiniteLossError` after saving the last good state.
+    committed yet. The caller owns ``out_dir`` (``iclab run`` locks it). A non-finite loss,
+    or one above ``config.divergence_factor`` times the seed's loss at the run's first
+    step, stops the run with :class:`~iclab.errors.TrainingDivergedError` after saving the
+    last good state.
     ``description`` labels the progress bar. ``initial_params`` start training from given
     parameters (see :meth:`Trainer.init`) instead of each seed's initialisation, e.g. for
     a curriculum; a resumed run restores its own. ``logger`` (see
@@ -184,6 +188,7 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
             raise ValueError("resume=True needs the run folder (out_dir) to resume from")
         state, train_rows, eval_rows, arrays = _restore(out_dir, state, seeds)
     step = int(state.step[0])
+    first_losses = _first_losses(train_rows, seeds)  # (seeds,), None until the first chunk
 
     def evaluate() -> None:
         frame, step_arrays = _eval_frame(trainer, state, eval_episodes, seeds, step)
@@ -201,9 +206,13 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
         started = time.perf_counter()
         new_state, metrics = trainer.run_chunk(state, n_steps)
         losses = np.asarray(metrics["loss"])  # (seeds, n_steps); one host sync per chunk
-        if not np.all(np.isfinite(losses)):
+        if first_losses is None:
+            first_losses = losses[:, 0]
+        with np.errstate(invalid="ignore"):  # NaN compares False; isfinite catches it
+            too_high = losses > _divergence_threshold(first_losses, config.divergence_factor)
+        if np.any(too_high) or not np.all(np.isfinite(losses)):
             _stop_on_non_finite(losses, step, seeds, state, out_dir, train_rows, eval_rows,
-                                arrays)
+                                arrays, first_losses, config.divergence_factor)
         state, step = new_state, step + n_steps
         train_rows.append(_train_frame(metrics, seeds, step - n_steps))
         evaluate()
@@ -296,16 +305,46 @@ def load_eval_arrays(out_dir: Path | str) -> tuple[np.ndarray, dict[str, np.ndar
     return stacked.pop("step"), stacked
 
 
+def _first_losses(train_rows: list[pd.DataFrame], seeds: list[int]) -> np.ndarray | None:
+    """Each seed's training loss at the run's first logged step (a resumed run's tables
+    hold it), or ``None`` before the first chunk has run."""
+    table = _concat(train_rows)
+    if table.empty:
+        return None
+    first = table[table.step == table.step.min()].set_index("seed").loss
+    return np.asarray([first.get(seed, np.nan) for seed in seeds])
+
+
+def _divergence_threshold(first_losses: np.ndarray | None, factor: float | None) -> np.ndarray:
+    """``factor`` × each seed's first loss, as a column (seeds, 1); infinite where there is
+    no factor or no positive, finite first loss to measure against."""
+    if factor is None or first_losses is None:
+        return np.full((1, 1), np.inf)
+    usable = np.isfinite(first_losses) & (first_losses > 0)
+    return np.where(usable, factor * np.where(usable, first_losses, 1.0), np.inf)[:, None]
+
+
 def _stop_on_non_finite(losses: np.ndarray, step: int, seeds: list[int], last_good: TrainState,
                         out_dir: Path | None, train_rows: list[pd.DataFrame],
-                        eval_rows: list[pd.DataFrame], arrays: list[dict[str, np.ndarray]]
-                        ) -> None:
-    bad = np.argwhere(~np.isfinite(losses))  # (seed index, step offset) pairs
+                        eval_rows: list[pd.DataFrame], arrays: list[dict[str, np.ndarray]],
+                        first_losses: np.ndarray | None = None,
+                        divergence_factor: float | None = None) -> None:
+    """Save the last good state and raise :class:`TrainingDivergedError` naming the first
+    step at which a seed's loss became non-finite or ``divergence_factor`` × its first."""
+    with np.errstate(invalid="ignore"):
+        too_high = losses > _divergence_threshold(first_losses, divergence_factor)
+    bad = np.argwhere(~np.isfinite(losses) | too_high)  # (seed index, step offset) pairs
     seed_index, offset = bad[np.argmin(bad[:, 1])]  # the earliest step
+    loss = losses[seed_index, offset]
     where = "nothing was saved (no run folder)"
     if out_dir is not None:
         _save(out_dir, last_good, seeds, train_rows, eval_rows, arrays)
         where = f"the last good state (step {step}) is saved in {out_dir}/checkpoint.npz"
-    raise NonFiniteLossError(
-        f"loss became {losses[seed_index, offset]} at step {step + offset + 1} for seed "
-        f"{seeds[seed_index]}; {where}. Lower train.lr or set train.grad_clip.")
+    what, advice = f"became {loss}", ""
+    if np.isfinite(loss):
+        what = (f"reached {loss:.3g}, more than train.divergence_factor={divergence_factor:g} "
+                f"times its first-step loss {first_losses[seed_index]:.3g},")
+        advice = " (or raise train.divergence_factor)"
+    raise TrainingDivergedError(
+        f"loss {what} at step {step + offset + 1} for seed {seeds[seed_index]}; {where}. "
+        f"Lower train.lr or set train.grad_clip{advice}.")

@@ -11,7 +11,7 @@ from typing import Any
 
 import jax
 
-from iclab.config import require, to_dict
+from iclab.config import require, require_numbers, to_dict
 from iclab.data import builtin_datasets
 from iclab.formats import SequenceLabelTokens
 from iclab.models import ModelConfig
@@ -38,9 +38,12 @@ class Warmup:
     steps: int = 1000
 
     def __post_init__(self) -> None:
+        require_numbers(self, "warmup.")
         require(self.dataset is None or self.dataset in builtin_datasets(), "warmup.dataset",
                 self.dataset, f"must be None (no warm-up) or one of {builtin_datasets()}")
         require(self.steps >= 1, "warmup.steps", self.steps, "must be an integer >= 1")
+        require(self.dataset is not None or self.steps == Warmup.steps, "warmup.steps",
+                self.steps, "has no effect with warmup.dataset=None (no warm-up)")
 
 
 def warm_up(warmup: Warmup, task: GPICLTask, model: ModelConfig, train: TrainConfig, *,
