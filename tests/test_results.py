@@ -43,7 +43,7 @@ def test_summary_round_trips_through_json():
 
 @pytest.mark.parametrize("broken", [{}, {"run": {}}, {**summary().to_json(), "headline": []}])
 def test_a_malformed_summary_is_a_run_folder_error(broken):
-    with pytest.raises(RunFolderError, match="summary.json: not an iclab run summary"):
+    with pytest.raises(RunFolderError, match=r"summary\.json: not an iclab run summary"):
         Summary.from_json(broken, where="summary.json")
 
 
