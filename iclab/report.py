@@ -56,7 +56,8 @@ def _claims_table(claims: Mapping[str, Claim]) -> str:
     if not claims:
         return ""
     rows = "".join(
-        f"<tr><td>{'✅' if c.passed else '❌'}</td><td>{html.escape(readable(name))}</td>"
+        f"<tr><td class={'pass' if c.passed else 'fail'}>{'PASS' if c.passed else 'FAIL'}</td>"
+        f"<td>{html.escape(readable(name))}</td>"
         f"<td>{html.escape(c.statement)}</td><td class=num>{format_value(c.value)}</td></tr>"
         for name, c in claims.items())
     return ("<h2>Claims</h2><table><tr><th></th><th>claim</th><th>test</th><th>measured</th>"
@@ -126,6 +127,8 @@ h1 {{ font-size: 1.5em; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+td.pass {{ color: #0a7d28; font-weight: bold; }}
+td.fail {{ color: #b00020; font-weight: bold; }}
 img {{ max-width: 100%; }}
 figure {{ margin: 1.5em 0; }}
 figcaption {{ color: #555; font-size: 0.9em; }}

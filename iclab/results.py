@@ -39,7 +39,7 @@ class Number:
     value: Scalar
     label: str
     unit: str = ""
-    paper: float | None = None
+    paper: Scalar = None
     per_seed: tuple[Scalar, ...] = ()
 
     @property
@@ -50,7 +50,7 @@ class Number:
 
 
 def over_seeds(values: Sequence[Scalar], *, label: str, unit: str = "",
-               paper: float | None = None, reduce: str = "mean") -> Number:
+               paper: Scalar = None, reduce: str = "mean") -> Number:
     """A :class:`Number` from one value per seed: their mean (``reduce="median"``: median)
     over the seeds where it is defined, None where no seed has it."""
     defined = [v for v in values if v is not None]

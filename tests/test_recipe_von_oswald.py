@@ -61,7 +61,7 @@ def test_tuned_gd_and_zero_baselines_match_reference(tiny_run):
     # von Oswald et al. (2022), Fig. 2: zero predictor 0.416 = ½·d·Var(x) = 10/24; tuned
     # one-step GD ≈ 0.205, eta/N ≈ 0.61. A mis-scaled input range or loss would move these
     # far outside.
-    headline = json.loads((tiny_run / "summary.json").read_text())["headline"]
+    headline = {name: n.value for name, n in load_run(tiny_run).summary.headline.items()}
     assert headline["zero_loss"] == pytest.approx(10 / 24, rel=0.06)
     assert headline["gd_loss"] == pytest.approx(0.205, rel=0.08)
     assert headline["gd_eta"] / 10 == pytest.approx(0.61, rel=0.06)

@@ -162,11 +162,11 @@ def run(config: KirschConfig, context: RunContext) -> RecipeResult:
     headline = {"transition_tasks": Number(transition, "smallest pool that learns to learn "
                                            "(unseen ≥ 80 % of seen, above chance)", "tasks"),
                 **{f"{kind}_accuracy_2^{k}": Number(
-                    late[i, column], f"{kind} tasks, 2^{k} training tasks", "accuracy",
+                    float(late[i, column]), f"{kind} tasks, 2^{k} training tasks", "accuracy",
                     per_seed=tuple(per_seed[i, :, column].tolist()))
                    for i, k in enumerate(pools)
                    for column, kind in ((0, "seen"), (1, "unseen"))},
-                "online_sgd_lr": Number(sgd_lr, "online SGD's tuned learning rate")}
+                "online_sgd_lr": Number(float(sgd_lr), "online SGD's tuned learning rate")}
     folders = [pool_folder(k) for k in pools]
     return RecipeResult(
         headline=headline,

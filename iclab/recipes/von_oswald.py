@@ -88,8 +88,8 @@ ZERO_LOSS = 0.416
 
 LABELS = {
     "model_loss": ("query loss of the trained model", "½·MSE"),
-    "gd_loss": ("query loss of tuned GD ({k} steps)", "½·MSE"),
-    "gdpp_loss": ("query loss of tuned GD++ ({k} steps)", "½·MSE"),
+    "gd_loss": ("query loss of tuned GD ({k})", "½·MSE"),
+    "gdpp_loss": ("query loss of tuned GD++ ({k})", "½·MSE"),
     "lsq_loss": ("query loss of least squares", "½·MSE"),
     "zero_loss": ("query loss of predicting 0", "½·MSE"),
     "preds_diff": ("mean |ŷ(model) − ŷ(GD)|", ""),
@@ -181,7 +181,8 @@ def headline(values: dict[str, float | None], per_seed: list[dict], n_layers: in
     for name, value in values.items():
         label, unit = LABELS[name]
         seeds = tuple(seed[name] for seed in per_seed) if name in per_seed[0] else ()
-        numbers[name] = Number(value, label.format(k=n_layers), unit, paper.get(name), seeds)
+        steps = f"{n_layers} step" + ("s" if n_layers > 1 else "")
+        numbers[name] = Number(value, label.format(k=steps), unit, paper.get(name), seeds)
     return numbers
 
 
@@ -309,7 +310,7 @@ def _weights(store: RunStore, results: dict) -> tuple[str, str]:
     target_pv = np.zeros((d_model, d_model))
     target_pv[-1, -1] = -1.0
     roles = [f"x{i + 1}" for i in range(d_model - 1)] + ["y"]  # token coordinates
-    figure, axes = subplots(ncols=4, nrows=n_layers, width=3.6, height=3.2)
+    figure, axes = subplots(ncols=2, nrows=2 * n_layers, width=4.2, height=3.6)
     for layer in range(n_layers):
         panels = [(kq[layer], f"layer {layer + 1}: trained W_KᵀW_Q"),
                   (target_kq, "construction W_KᵀW_Q"),
