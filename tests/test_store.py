@@ -147,6 +147,7 @@ def persistent_compilation_cache(folder: Path):
     before = {name: getattr(jax.config, name) for name in names}
     for name, value in zip(names, (str(folder), 0, 0), strict=True):
         jax.config.update(name, value)
+    compilation_cache.reset_cache()  # read the settings again, even if it was set up before
     try:
         yield
     finally:
