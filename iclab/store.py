@@ -83,23 +83,26 @@ def write_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` atomically: ``write`` fills a temporary file in the same folder, which
     is synced and renamed onto ``path``. Refuses a ``path`` that is a symbolic link."""
     path = Path(path)
-    _make_folder(path.parent)
     if os.path.islink(path):
         raise RunFolderError(f"{path} is a symbolic link; iclab does not write through links "
                              "in a run folder (remove it)")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
+        _make_folder(path.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except Exception:  # a kill runs no cleanup either: the next open removes stale temps
+        _sync_folder(path.parent)
+    except Exception as error:  # a kill runs no cleanup either: the next open removes temps
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(error, OSError):  # e.g. a full disk or a read-only folder
+            raise RunFolderError(f"{path}: cannot be written ({error.strerror or error})"
+                                 ) from None
         raise
-    _sync_folder(path.parent)
 
 
 def open_file(path: Path) -> BinaryIO:
