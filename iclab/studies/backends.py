@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -76,6 +77,8 @@ class RayBackend:
         import ray
 
         started_here = not ray.is_initialized()
+        if started_here and self.address not in (None, "auto"):
+            _require_reachable(self.address)
         if started_here:
             try:
                 ray.init(address=self.address, include_dashboard=False,
@@ -92,6 +95,19 @@ class RayBackend:
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def _require_reachable(address: str) -> None:
+    """Fail at once, naming ``address`` (HOST:PORT), where nothing listens there; Ray
+    itself keeps retrying for minutes."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray-address {address}: expected auto or HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise UserError(f"--ray-address {address}: cannot connect to Ray "
+                        f"({error.strerror or error})") from None
 
 
 def _run_remote(task: dict[str, Any], run_task: RunTask) -> None:
