@@ -25,7 +25,7 @@ from iclab.report import write_report
 from iclab.results import RunInfo, Summary
 from iclab.runs import Run, load_run
 from iclab.store import RunStore, environment
-from iclab.train.checkpoint import read_checkpoint_metadata
+from iclab.train.engine import CHECKPOINT, check_resumable
 
 
 def default_config(recipe: str, *, quick: bool = False) -> Any:
@@ -62,8 +62,8 @@ def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None
     with RunStore.open(out, "resume" if resume else "new") as store:
         if resume:
             config = _check_unchanged(store, stored_config(store, recipe), config)
-            for path in sorted(store.path.rglob("checkpoint.npz")):
-                read_checkpoint_metadata(path, training=True)
+            for path in sorted(store.path.rglob(CHECKPOINT)):
+                check_resumable(path.parent)
             if entry.check is not None:
                 entry.check(config)
         else:

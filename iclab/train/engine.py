@@ -31,7 +31,12 @@ from iclab.learners import ModelLearner
 from iclab.models.hooks import Intervention
 from iclab.store import RunStore
 from iclab.tasks.base import Task
-from iclab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from iclab.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
 from iclab.train.config import TrainConfig
 from iclab.train.loggers import MetricLogger, log_evaluation
 from iclab.train.optim import make_optimizer
@@ -281,6 +286,16 @@ def _restore(out_dir: Path, template: TrainState, seeds: list[int]
                   for i, s in enumerate(steps) if s <= step]
     return (jax.tree.map(jnp.asarray, state), [_rows_up_to(store, TRAIN_METRICS, step)],
             [_rows_up_to(store, EVAL_METRICS, step)], arrays)
+
+
+def check_resumable(out_dir: Path) -> None:
+    """Read what resuming ``out_dir`` will read — the checkpoint's metadata and the metric
+    tables up to its step — so a damaged folder fails (:class:`CheckpointError`, or
+    :class:`~iclab.errors.RunFolderError` naming the file) before anything compiles."""
+    metadata = read_checkpoint_metadata(out_dir / CHECKPOINT, training=True)
+    store = RunStore(out_dir)
+    for name in (TRAIN_METRICS, EVAL_METRICS):
+        _rows_up_to(store, name, metadata["step"])
 
 
 def _rows_up_to(store: RunStore, name: str, step: int) -> pd.DataFrame:
