@@ -57,16 +57,15 @@ def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None
         if resume:
             raise ConfigError("--resume needs the run folder to continue: pass --out DIR")
         out = Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not resume and entry.check is not None:
+    if resume:  # read-only checks, before the lock file is written
+        config = _check_unchanged(RunStore(Path(out)),
+                                  stored_config(RunStore(Path(out)), recipe), config)
+        for path in sorted(Path(out).rglob(CHECKPOINT)):
+            check_resumable(path.parent)
+    if entry.check is not None:
         entry.check(config if config is not None else entry.config_type())
     with RunStore.open(out, "resume" if resume else "new") as store:
-        if resume:
-            config = _check_unchanged(store, stored_config(store, recipe), config)
-            for path in sorted(store.path.rglob(CHECKPOINT)):
-                check_resumable(path.parent)
-            if entry.check is not None:
-                entry.check(config)
-        else:
+        if not resume:
             config = config if config is not None else entry.config_type()
             store.write_json("config.json", {"recipe": recipe, "config": to_dict(config)})
         context = RunContext(store, resume=resume, progress=progress, log=log)
@@ -85,8 +84,9 @@ def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None
 
 def render(run_dir: str | Path) -> Path:
     """Redraw the figures and ``report.html`` of a finished run from its stored files."""
+    summary = load_run(run_dir).summary  # read-only checks, before the lock file is written
     with RunStore.open(run_dir, "report") as store:
-        return _render(store, load_run(store.path).summary)
+        return _render(store, summary)
 
 
 def _render(store: RunStore, summary: Summary) -> Path:

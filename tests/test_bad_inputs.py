@@ -5,7 +5,7 @@ folder, with no traceback, before anything is compiled or written.
 Options (non-finite, negative, zero, past int32, wrong type, unknown, contradictory, without
 effect, too large for memory, spanning two components), dataset files (missing, a folder,
 unreadable, not a zip, a ``.npy`` named ``.npz``, classes that do not fit) and run folders
-(malformed ``config.json``, ``checkpoint.json`` and ``summary.json`` for ``--resume`` and
+(malformed ``config.json``, ``checkpoint.npz`` and ``summary.json`` for ``--resume`` and
 ``iclab report``). Most cases run in-process (fast); two go through a subprocess to check
 the exit status a shell sees.
 """
@@ -23,6 +23,7 @@ import pytest
 
 from iclab.cli import main
 from iclab.config import to_dict
+from iclab.results import RecipeResult, RunInfo, Summary
 from iclab.runner import default_config
 
 # (id, argv, text the message must hold). "{files}" is the folder of prepared files below;
@@ -137,9 +138,9 @@ FOLDER_CASES = [
     ("resume-other-recipe", ["run", "von-oswald", "--resume", "--out", "{files}/reddy-run"],
      "config.json"),
     ("resume-checkpoint-not-json", ["run", "von-oswald", "--resume", "--out",
-                                    "{files}/checkpoint-not-json"], "checkpoint.json"),
+                                    "{files}/checkpoint-not-json"], "checkpoint.npz"),
     ("resume-checkpoint-no-step", ["run", "von-oswald", "--resume", "--out",
-                                   "{files}/checkpoint-no-step"], "checkpoint.json"),
+                                   "{files}/checkpoint-no-step"], "checkpoint.npz"),
     ("resume-checkpoint-not-zip", ["run", "von-oswald", "--resume", "--out",
                                    "{files}/checkpoint-not-zip"], "checkpoint.npz"),
     ("run-into-finished-run", ["run", "von-oswald", "--out", "{files}/finished"], "finished"),
@@ -192,27 +193,30 @@ def files(tmp_path_factory) -> Path:
     folder("config-inf", config_json=json.dumps(vo).replace('"lr": 0.001', '"lr": Infinity'))
     folder("reddy-run", config_json={"recipe": "reddy",
                                      "config": to_dict(default_config("reddy"))})
-    zip_bytes = _npz_bytes(root)
-    folder("checkpoint-not-json", config_json=vo, checkpoint_npz=zip_bytes,
-           checkpoint_json="{step")
-    folder("checkpoint-no-step", config_json=vo, checkpoint_npz=zip_bytes, checkpoint_json={})
-    folder("checkpoint-not-zip", config_json=vo, checkpoint_npz=b"truncated",
-           checkpoint_json={"step": 20, "seeds": [0]})
-    folder("finished", config_json=vo, summary_json={"headline": {}, "claims": {}})
+    folder("checkpoint-not-json", config_json=vo, checkpoint_npz=_npz_bytes(root, "{step"))
+    folder("checkpoint-no-step", config_json=vo, checkpoint_npz=_npz_bytes(root, "{}"))
+    folder("checkpoint-not-zip", config_json=vo, checkpoint_npz=b"truncated")
+    finished = Summary(RecipeResult(headline={}, claims={}),
+                       RunInfo(recipe="von-oswald", paper="", seeds=(0,), wall_time_s=1.0,
+                               versions={}, device="cpu", n_devices=1))
+    folder("finished", config_json=vo, summary_json=finished.to_json())
     folder("summary-not-json", config_json=vo, summary_json="{")
     folder("summary-a-list", config_json=vo, summary_json=[])
     return root
 
 
-def _npz_bytes(root: Path) -> bytes:
-    np.savez(root / "arrays.npz", a=np.zeros(2))
+def _npz_bytes(root: Path, metadata: str) -> bytes:
+    """A checkpoint archive whose stored metadata (``__metadata__``) is ``metadata``."""
+    np.savez(root / "arrays.npz", a=np.zeros(2), __metadata__=np.asarray(metadata))
     return (root / "arrays.npz").read_bytes()
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int] | None]:
-    """Every file under ``root`` with its bytes and modification time, and every folder."""
+    """Every file under ``root`` with its bytes and modification time, and every folder;
+    not a run folder's ``.lock``, which any iclab process that takes the folder rewrites
+    (it holds the holder's pid, no data)."""
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            if p.is_file() else None for p in sorted(root.rglob("*"))}
+            if p.is_file() else None for p in sorted(root.rglob("*")) if p.name != ".lock"}
 
 
 def _check_one_line(code: int, out: str, err: str, text: str) -> None:
