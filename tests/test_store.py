@@ -314,7 +314,7 @@ def test_a_folder_of_other_files_is_refused_and_left_alone(tmp_path, capsys):
     assert (tmp_path / "notes.txt").read_text() == "mine"
     missing = tmp_path / "missing"
     assert main(["run", "von-oswald", "--out", str(missing), "--resume"]) == 2
-    assert "not a run folder" in _one_line_error(capsys)
+    assert "no run folder to resume" in _one_line_error(capsys)
     assert not missing.exists()
     with pytest.raises(RunFolderError, match="is not a folder"), \
             RunStore.open(tmp_path / "notes.txt", "new"):
