@@ -31,6 +31,7 @@ from iclab.errors import ConfigError
 from iclab.models import RecurrentConfig, TransformerConfig
 from iclab.recipes.gpicl.setup import train_gpicl_model
 from iclab.recipes.registry import RunContext
+from iclab.results import RecipeResult, RunInfo, Summary
 from iclab.store import RunStore
 from iclab.tasks import GPICLTask, gpicl_evaluation_sets
 from iclab.train import CheckpointError, TrainConfig
@@ -96,8 +97,9 @@ def save_gpicl_model(folder, config, models: list[eqx.Module], seeds: list[int])
     folder.mkdir(parents=True, exist_ok=True)
     params = jax.tree.map(lambda *leaves: np.stack(leaves),
                           *(eqx.filter(model, eqx.is_array) for model in models))
-    save_trained_model(folder, config, params, TASK.input_dim + TASK.n_classes,
-                       TASK.n_classes, seeds, {"task_kind": "GPICLTask", "task": to_dict(TASK)})
+    save_trained_model(folder, config, params, d_in=TASK.input_dim + TASK.n_classes,
+                       d_out=TASK.n_classes, seeds=seeds,
+                       about={"task_kind": "GPICLTask", "task": to_dict(TASK)})
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,10 @@ def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     built = [nearest_neighbour_transformer(TASK, sharpness) for sharpness in SEEDS.values()]
     save_gpicl_model(folder / "small", built[0][0], [model for _, model in built], list(SEEDS))
-    (folder / "summary.json").write_text(json.dumps({"default_model": "small"}))
+    summary = Summary(RecipeResult(headline={}, claims={}, models=("small",)),
+                      RunInfo(recipe="kirsch", paper="", seeds=tuple(SEEDS), wall_time_s=1.0,
+                              versions={}, device="cpu", n_devices=1))
+    (folder / "summary.json").write_text(json.dumps(summary.to_json()))
     return folder
 
 
