@@ -70,9 +70,9 @@ import jax
 import minegishi_throughput as mt
 import pandas as pd
 import train_throughput as tt
-from iclab.recipes.circuit_study import PAPER_TRAINING
 
 import iclab
+from iclab.recipes.classification.setup import PAPER_TRAINING
 from iclab.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -103,7 +103,7 @@ def _run(argv: list[str]) -> None:
     args = parse_options(RunArgs[recipe.config_type], argv[1:], default,
                          prog=f"iclab run {recipe.name}", description=recipe.description)
     finished = run(recipe.name, args.config, out=args.out, resume=args.resume,
-                   progress=args.progress, log=args.log, command=command_line())
+                   progress=args.progress, log=args.log, command=command_line(["run", *argv]))
     for name, claim in finished.summary.claims.items():
         print(f"[{'PASS' if claim.passed else 'FAIL'}] {name}: {claim.statement} "
               f"(measured {claim.value:.4g})")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -118,9 +117,9 @@ def _stored(store: RunStore) -> tuple[str, dict[str, Any]]:
     return stored["recipe"], stored["config"]
 
 
-def command_line() -> str:
-    """This process's command line, as a shell would read it back."""
-    return shlex.join(["iclab", *sys.argv[1:]])
+def command_line(argv: list[str]) -> str:
+    """The ``iclab`` command line of ``argv`` (its arguments), as a shell would read it."""
+    return shlex.join(["iclab", *argv])
 
 
 def git_commit() -> str | None:

@@ -31,7 +31,7 @@ _hooked = eqx.filter_jit(run_with_hooks)
 
 def _model(family: str, key):
     if family == "lsa":  # init_scale 1 so that attention changes the tokens by O(1)
-        return LSAConfig(n_layers=2, n_heads=2, init_scale=1.0).build(D_IN, key=key)
+        return LSAConfig(n_layers=2, n_heads=2, init_scale=1.0).build(D_IN, D_IN, key=key)
     if family == "transformer":
         return TransformerConfig(d_model=8, n_layers=2, n_heads=2, max_len=8).build(
             D_IN, 3, key=key)

@@ -10,11 +10,11 @@ import pytest
 
 from iclab.cli import main
 from iclab.config import ConfigError
-from iclab.errors import RunFolderError
 from iclab.models import LinearSelfAttention
 from iclab.recipes.von_oswald import VonOswaldConfig
 from iclab.runner import default_config, run
 from iclab.runs import load_run
+from iclab.train.checkpoint import read_checkpoint_metadata
 
 TINY = ["--train.steps", "40", "--train.batch-size", "128", "--train.eval-every", "20",
         "--train.checkpoint-every", "20", "--train.eval-size", "4096", "--tuning-size", "2048",
@@ -150,12 +150,12 @@ def test_finite_divergence_stops_with_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("iclab: error: loss reached ") and err.count("\n") == 1, err
     assert "train.divergence_factor=10000" in err and "for seed 0" in err
-    assert json.loads((out / "checkpoint.json").read_text())["step"] == 0
+    assert read_checkpoint_metadata(out / "checkpoint.npz")["step"] == 0
     assert not (out / "summary.json").exists()
 
 
 def test_python_api_refuses_a_resume_without_a_run_folder():
-    with pytest.raises(RunFolderError, match="--out"):
+    with pytest.raises(ConfigError, match="--out"):
         run("von-oswald", resume=True)
     with pytest.raises(ConfigError, match="seeds"):
         VonOswaldConfig(seeds=0)
