@@ -20,7 +20,7 @@ any instant leaves a folder that resumes, and so that no two processes share it.
 No pickle anywhere: JSON, Parquet and ``.npz`` loaded with ``allow_pickle=False``.
 
 **Every file is written by** :func:`write_file`: into a new temporary file in the same
-folder (``.NAME.XXXXXXXX.tmp``, created with ``O_EXCL | O_NOFOLLOW``), flushed to disk
+folder (``.NAME.<8 hex digits>.tmp``, created with ``O_EXCL | O_NOFOLLOW``), flushed to disk
 (``fsync``), renamed onto ``NAME`` (``os.replace``, atomic) and the folder synced. A file is
 therefore always either its previous or its new content, never a partial write; a kill
 leaves at most a stale ``.tmp``, which the next process that opens the folder removes.
