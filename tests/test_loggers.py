@@ -26,7 +26,7 @@ SEEDS = [0, 3]
 
 
 def _build(key):
-    return LSAConfig().build(TASK.dim + 1, key=key)
+    return LSAConfig().build(TASK.dim + 1, TASK.dim + 1, key=key)
 
 
 @pytest.fixture(scope="module")
