@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, SupportsFloat
+from typing import Any, Literal, SupportsFloat
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class Number:
 
 
 def over_seeds(values: Sequence[Scalar], *, label: str, unit: str = "",
-               paper: Scalar = None, reduce: str = "mean") -> Number:
+               paper: Scalar = None, reduce: Literal["mean", "median"] = "mean") -> Number:
     """A :class:`Number` from one value per seed: their mean (``reduce="median"``: median)
     over the seeds where it is defined, None where no seed has it."""
     defined = [v for v in values if v is not None]

@@ -57,8 +57,8 @@ def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None
             raise ConfigError("--resume needs the run folder to continue: pass --out DIR")
         out = Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     if resume:  # read-only checks, before the lock file is written
-        config = _check_unchanged(RunStore(Path(out)),
-                                  stored_config(RunStore(Path(out)), recipe), config)
+        existing = RunStore(Path(out))
+        config = _check_unchanged(existing, stored_config(existing, recipe), config)
         for path in sorted(Path(out).rglob(CHECKPOINT)):
             check_resumable(path.parent)
     if entry.check is not None:

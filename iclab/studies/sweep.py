@@ -53,10 +53,6 @@ class SweepSpec:
     axes: tuple[Axis, ...]
     zipped: tuple[Axis, ...] = ()
 
-    @property
-    def fields(self) -> list[str]:
-        return [axis.field for axis in (*self.axes, *self.zipped)]
-
     def points(self) -> list[Point]:
         return points(self.base, self.axes, self.zipped)
 
@@ -96,8 +92,9 @@ class Sweep:
     path: Path
     spec: SweepSpec
 
-    @property
+    @functools.cached_property
     def points(self) -> list[Point]:
+        """Every point, each config built (and validated) once."""
         return self.spec.points()
 
     def finished(self, point: Point) -> bool:
