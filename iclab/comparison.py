@@ -33,7 +33,7 @@ ABSENT = pd.NA
 """What :attr:`Comparison.configs` holds for a field a run's config does not have."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Comparison:
     """Finished runs lined up side by side; every table has one column per run, named by
     the run's label (its folder as given, or ``SWEEP/point-NNN``), in order.
@@ -62,6 +62,7 @@ class Comparison:
 
     @property
     def labels(self) -> list[str]:
+        """The runs' labels: the column names of every table, in order."""
         return list(self.runs)
 
     def text(self) -> str:
