@@ -8,6 +8,8 @@ The top level re-exports the Python API of the command line and :class:`ICLClass
 :mod:`iclab.recipes` (layers: docs/architecture.md).
 """
 
+# The recipes load first: some (chan) run sweeps, and the sweep layer imports the runner.
+from iclab import recipes  # noqa: F401  (registers every recipe)
 from iclab.classifier import ICLClassifier
 from iclab.comparison import Comparison, compare
 from iclab.runner import default_config, render, run
