@@ -248,6 +248,7 @@ def figures(store: RunStore, summary: Summary) -> list[Figure]:
             training_figure(store, tables[BURSTY_BY_CLASSES], chance)]
 
 
+AXIS_LABELS = {P_BURSTY: "burstiness p_B", N_CLASSES: "classes K", ZIPF: "Zipf exponent α"}
 ACCURACIES = {"ic_accuracy": "ICL: IC accuracy (novel classes)",
               "iw_accuracy": "IWL: IW accuracy (query class not in context)"}
 
@@ -260,7 +261,7 @@ def diagram_figure(store: RunStore, tables: Mapping[str, pd.DataFrame]) -> Figur
         for column, (metric, title) in enumerate(ACCURACIES.items()):
             ax = axes[2 * row + column]
             phase_heatmap(ax, tables[name], x=x, y=y, metric=metric, limits=(0.0, 1.0))
-            ax.set_title(title, fontsize=9)
+            ax.set(title=title, xlabel=AXIS_LABELS[x], ylabel=AXIS_LABELS[y])
     save(figure, store.figures / "phase_diagrams.png")
     return "phase_diagrams.png", (
         "Final accuracy per cell, mean over seeds. Top: burstiness p_B against the number "
