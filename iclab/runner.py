@@ -68,12 +68,13 @@ def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None
             config = config if config is not None else entry.config_type()
             store.write_json("config.json", {"recipe": recipe, "config": to_dict(config)})
         context = RunContext(store, resume=resume, progress=progress, log=log)
+        commit = git_commit()  # the code that trains, even if the checkout changes meanwhile
         result = entry.run(config, context)
         env = environment()
         info = RunInfo(recipe=recipe, paper=entry.paper, seeds=tuple(config.seed_list),
                        wall_time_s=round(time.perf_counter() - context.started, 2),
                        versions=env["versions"], device=env["device"],
-                       n_devices=env["n_devices"], command=command, git_commit=git_commit())
+                       n_devices=env["n_devices"], command=command, git_commit=commit)
         summary = Summary(result, info)
         store.write_json("summary.json", summary.to_json())
         context.stage("figures and report")

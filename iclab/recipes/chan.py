@@ -43,7 +43,7 @@ SMOOTHING = PhaseRule().smoothing
 P_BURSTY, N_CLASSES, ZIPF = "task.p_bursty", "task.n_classes", "task.zipf_alpha"
 
 
-CELL_TRAINING = dataclasses.replace(PAPER_TRAINING, lr=0.1, steps=10_000, eval_every=250)
+CELL_TRAINING = dataclasses.replace(PAPER_TRAINING, lr=0.1, steps=20_000, eval_every=250)
 """Reddy's plain SGD (batch 128) at ten times his learning rate of 0.01: SGD's dynamics
 follow lr × steps, and at 0.1 the bursty task still trains stably (docs/recipes/chan.md)."""
 
@@ -59,7 +59,7 @@ class ChanConfig(Seeds):
             ``zipf_alpha`` is α of the p_B × K diagram; ``p_bursty`` is swept in both.
         format: fixed random label vectors, one-hot position code at a random offset.
         model: Reddy's two attention-only layers of one head and an MLP classifier.
-        train: plain SGD, batch 128, lr 0.1 (:data:`CELL_TRAINING`), 10 000 steps per
+        train: plain SGD, batch 128, lr 0.1 (:data:`CELL_TRAINING`), 20 000 steps per
             cell, evaluated every 250.
         bursty: the p_B values of the p_B × K diagram.
         classes: the K values of the p_B × K diagram.
