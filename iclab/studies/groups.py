@@ -46,9 +46,8 @@ from iclab.train.engine import CHECKPOINT
 from iclab.train.group import GroupMember, fit_group, lifted_value, program_signature
 
 _UNTRACEABLE = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                jax.errors.TracerIntegerConversionError, TypeError)
-"""What JAX raises where a lifted value is used as a Python number (``TypeError``: e.g.
-``range`` of it)."""
+                jax.errors.TracerIntegerConversionError)
+"""What JAX raises where a traced value is used as a Python number, bool or index."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +87,9 @@ def run_point(task: PointTask, *, progress: bool = False) -> None:
 
 
 def run_group(group: PointGroup, *, progress: bool = False) -> None:
-    """Train ``group``'s first trainings as one program (a group of one: as an ordinary
-    run), then run each point, resumed, to its end (see the module docstring)."""
+    """Train ``group``'s first trainings as one program, then run each point to its end
+    (see the module docstring); a group of one is an ordinary run. The points of a
+    group of several were planned (:func:`plan_groups`), so they resume."""
     if len(group.points) > 1:
         calls = [plan_first_fit(task.recipe, _config(task), out=task.folder, resume=True)
                  for task in group.points]
@@ -103,7 +103,7 @@ def run_group(group: PointGroup, *, progress: bool = False) -> None:
                       group.lifted, progress=progress,
                       description=f"{len(group.points)} points: {calls[0].description}")
     for task in group.points:
-        run_point(dataclasses.replace(task, resume=True), progress=progress)
+        run_point(task, progress=progress)
 
 
 def plan_groups(tasks: Sequence[PointTask]) -> list[PointGroup]:

@@ -98,7 +98,7 @@ def program_signature(trainer: Trainer, lifted: Sequence[str], n_seeds: int,
     ``lifted`` fields as traced inputs. Traces only; compiles nothing. Raises what JAX
     raises where a lifted field cannot be traced (a Python ``if`` on it, a shape or
     ``math`` function of it)."""
-    state = jax.eval_shape(trainer.init, list(range(n_seeds)))
+    state = jax.eval_shape(lambda: trainer.init(list(range(n_seeds))))
     hyper = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in lifted}
     n_steps = trainer.config.eval_every
     chunk = jax.make_jaxpr(lambda s, h: lift(trainer, h).chunk(s, n_steps))(state, hyper)
