@@ -89,6 +89,13 @@ def require_memory(estimate: int, field: str, value: Any, what: str, advice: str
             f"this machine's {total / gib:,.1f} GiB of memory; {advice}")
 
 
+CONSTANT_ONLY = {"lift": False}
+"""Metadata of a float config field that a sweep never traces (:mod:`iclab.train.group`):
+code computes with it in Python before JAX sees it (optax's ``1 - b2``), in float64, where
+a traced value would be computed in float32, so its points would not get the numbers of
+their runs alone. Points that differ in such a field train apart."""
+
+
 def replace_unchecked(config: T, **values: Any) -> T:
     """``config`` (a frozen dataclass) with ``values`` in place of its fields, built
     without running ``__post_init__``: for values validated already in another form, e.g.

@@ -47,8 +47,9 @@ def structure(recipe: str, base, grid: list[str], folder: Path, zipped: list[str
     (["train.lr=1e-3,1e-2", "task.n_context=2,3"],
      [([0, 2], ("train.lr",)), ([1, 3], ("train.lr",))]),
     # noise_std gates a Python branch (noise is drawn only when > 0): it cannot be traced
-    (["task.noise_std=0.1,0.2", "train.b2=0.9,0.98"],
-     [([0, 1], ("train.b2",)), ([2, 3], ("train.b2",))]),
+    (["task.noise_std=0.1,0.2", "train.eps=1e-8,1e-6"],
+     [([0, 1], ("train.eps",)), ([2, 3], ("train.eps",))]),
+    (["train.b2=0.9,0.98"], [([0], ()), ([1], ())]),  # CONSTANT_ONLY: never lifted
     (["seed=0,2"], [([0, 1], ())]),  # other seeds, the same program
     (["train.batch_size=8,16"], [([0], ()), ([1], ())]),
 ])

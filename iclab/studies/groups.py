@@ -13,7 +13,8 @@ into one bucket when the host loop would run them alike: the same training steps
 type and start step (a resumed point's checkpoint step, so points a kill left at
 different steps train apart). Within a bucket, the float fields of the trainer's task and
 training config whose values differ are candidates to lift
-(:mod:`iclab.train.group`); one whose tracing fails (a Python ``if`` on it, a shape or a
+(:mod:`iclab.train.group`; not those marked :data:`~iclab.config.CONSTANT_ONLY`, Adam's
+``b1`` and ``b2``); one whose tracing fails (a Python ``if`` on it, a shape or a
 ``math`` function of it: ``task.noise_std``, ``task.within_class_noise``) splits the
 bucket by its values instead. Then every point's chunk and evaluation are traced with the
 lifted fields as inputs, and points with equal jaxprs (text and constants) form a group;
@@ -172,7 +173,8 @@ def _host_key(call: FitCall, start: int) -> tuple:
 
 def _differing_floats(calls: list[FitCall]) -> list[str]:
     """``task.FIELD`` and ``train.FIELD`` names of the float fields whose values differ
-    between ``calls``' trainers."""
+    between ``calls``' trainers, except those marked
+    :data:`~iclab.config.CONSTANT_ONLY`."""
     names = []
     for scope, attribute in (("task", "task"), ("train", "config")):
         first = getattr(calls[0].trainer, attribute)
@@ -180,7 +182,8 @@ def _differing_floats(calls: list[FitCall]) -> list[str]:
             continue
         for field in dataclasses.fields(first):
             values = [getattr(getattr(call.trainer, attribute), field.name) for call in calls]
-            if all(isinstance(v, float) for v in values) and len(set(values)) > 1:
+            if (field.metadata.get("lift", True) and len(set(values)) > 1
+                    and all(isinstance(v, float) for v in values)):
                 names.append(f"{scope}.{field.name}")
     return names
 
