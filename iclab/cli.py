@@ -1,5 +1,5 @@
-"""The ``iclab`` command: ``list``, ``run RECIPE [options]``, ``report RUN_DIR``,
-``--version``.
+"""The ``iclab`` command: ``list``, ``run RECIPE [options]``, ``sweep RECIPE ...``,
+``report PATH [--metric NAME]``, ``compare PATH PATH ... [--out FILE]``, ``--version``.
 
 Every recipe option is generated from the recipe's config dataclass by tyro, so
 ``iclab run RECIPE --help`` lists every field with its default.
@@ -16,12 +16,15 @@ from typing import Annotated, Generic, Literal, TypeVar
 import tyro
 
 import iclab
+from iclab.comparison import compare
 from iclab.errors import ConfigError, RunFolderError, UserError
 from iclab.options import parse_options
 from iclab.recipes import RECIPES, get_recipe
 from iclab.runner import command_line, default_config, render, run, stored_config
 from iclab.store import RunStore
 from iclab.studies.cli import sweep_command
+from iclab.studies.report import write_sweep_report
+from iclab.studies.sweep import SPEC, load_sweep
 
 C = TypeVar("C")
 
@@ -33,7 +36,15 @@ commands:
   sweep RECIPE --grid FIELD=VALUES ... --out DIR
                            run a recipe at every point of a grid of its options
                            (iclab sweep RECIPE --help for the grid syntax)
-  report RUN_DIR           redraw the figures and report.html of a finished run
+  report PATH [--metric NAME]
+                           redraw the figures and report.html of a finished run; for a
+                           sweep folder, write its report.html and figures (--metric: the
+                           headline number of its phase diagrams)
+  compare PATH PATH ... [--out FILE]
+                           runs side by side (a sweep folder stands for its finished
+                           points): the config fields that differ, headline numbers,
+                           claims; writes an HTML page with their training curves
+                           (default: compare.html)
 
 A bad option, file or folder fails before anything is compiled or written: one line
 "iclab: error: ..." on stderr, exit status 2.
@@ -81,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             done = sweep_command(rest)
             print(f"wrote {done.path}/results.parquet ({len(done.points)} points)")
         elif command == "report":
-            if len(rest) != 1 or rest[0].startswith("-"):
-                raise ConfigError("`iclab report` takes one run folder: iclab report RUN_DIR")
-            print(f"wrote {render(rest[0])}")
+            print(f"wrote {_report(rest)}")
+        elif command == "compare":
+            _compare(rest)
         else:
             raise ConfigError(f"unknown command {command!r}; the commands are list, run RECIPE "
-                              "[OPTIONS], sweep RECIPE ... and report RUN_DIR (iclab --help)")
+                              "[OPTIONS], sweep RECIPE ..., report PATH and compare PATH ... "
+                              "(iclab --help)")
     except UserError as error:
         message = " ".join(str(error).split())  # one line, whatever the message held
         print(f"iclab: error: {message}", file=sys.stderr)
@@ -108,6 +120,60 @@ def _run(argv: list[str]) -> None:
         print(f"[{'PASS' if claim.passed else 'FAIL'}] {name}: {claim.statement} "
               f"(measured {claim.value:.4g})")
     print(f"wrote {finished.path}/summary.json and {finished.path}/report.html")
+
+
+def _report(argv: list[str]) -> Path:
+    """``iclab report PATH [--metric NAME]``: a run folder's report redrawn, or a sweep
+    folder's report written."""
+    options = _flags(argv, {"--metric"}, usage="iclab report PATH [--metric NAME]")
+    if len(options.positional) != 1:
+        raise ConfigError("`iclab report` takes one run or sweep folder: "
+                          "iclab report PATH [--metric NAME]")
+    path = Path(options.positional[0])
+    metric = options.values.get("--metric")
+    if (path / SPEC).is_file():
+        return write_sweep_report(load_sweep(path), metric=metric)
+    if metric is not None:
+        raise ConfigError(f"--metric picks the phase diagram of a sweep folder; {path} holds "
+                          f"no {SPEC}")
+    return render(path)
+
+
+def _compare(argv: list[str]) -> None:
+    """``iclab compare PATH PATH ... [--out FILE]``: the comparison printed and written."""
+    options = _flags(argv, {"--out"}, usage="iclab compare PATH PATH ... [--out FILE.html]")
+    out = options.values.get("--out", "compare.html")
+    if not out.strip():
+        raise ConfigError("--out is empty: name the HTML file to write")
+    comparison = compare(options.positional, out=out)
+    print(comparison.text())
+    print(f"wrote {out}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parsed:
+    positional: list[str]
+    values: dict[str, str]
+
+
+def _flags(argv: list[str], names: set[str], *, usage: str) -> _Parsed:
+    """Positional arguments and ``--NAME VALUE`` (or ``--NAME=VALUE``) options of a command
+    that takes only ``names``."""
+    positional, values = [], {}
+    words = iter(argv)
+    for word in words:
+        if not word.startswith("-"):
+            positional.append(word)
+            continue
+        name, equals, value = word.partition("=")
+        if name not in names:
+            raise ConfigError(f"unknown option {name!r}; usage: {usage}")
+        if not equals:
+            value = next(words, None)
+            if value is None:
+                raise ConfigError(f"{name} needs a value; usage: {usage}")
+        values[name] = value
+    return _Parsed(positional, values)
 
 
 def _defaults(recipe: str, argv: list[str]) -> object:

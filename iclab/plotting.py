@@ -3,6 +3,7 @@ never through a symbolic link: :func:`iclab.store.write_file`)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,3 +46,16 @@ def save(figure: Figure, path: Path, *, tight_layout: bool = True) -> None:
                                                      bbox_inches="tight"))
     finally:
         plt.close(figure)
+
+
+def png_bytes(figure: Figure, *, tight_layout: bool = True) -> bytes:
+    """``figure`` as PNG bytes, drawn as :func:`save` draws it, and closed: for a page that
+    embeds its figures without writing them as files."""
+    buffer = io.BytesIO()
+    try:
+        if tight_layout:
+            figure.tight_layout()
+        figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    return buffer.getvalue()

@@ -6,8 +6,8 @@ Options (non-finite, negative, zero, past int32, wrong type, unknown, contradict
 effect, too large for memory, spanning two components), dataset files (missing, a folder,
 unreadable, not a zip, a ``.npy`` named ``.npz``, classes that do not fit) and run folders
 (malformed ``config.json``, ``checkpoint.npz`` and ``summary.json`` for ``--resume`` and
-``iclab report``). Most cases run in-process (fast); two go through a subprocess to check
-the exit status a shell sees.
+``iclab report``; what ``iclab compare`` cannot compare). Most cases run in-process (fast);
+two go through a subprocess to check the exit status a shell sees.
 """
 
 from __future__ import annotations
@@ -153,6 +153,13 @@ FOLDER_CASES = [
     ("report-config-no-recipe", ["report", "{files}/config-no-recipe"], "config.json"),
     ("report-results-missing", ["report", "{files}/finished"], "results.npz"),
     ("report-two-folders", ["report", "{files}/finished", "{files}/finished"], "report"),
+    ("report-metric-on-a-run", ["report", "{files}/finished", "--metric", "x"], "--metric"),
+    ("report-unknown-option", ["report", "{files}/finished", "--metrics", "x"], "--metrics"),
+    ("compare-one-run", ["compare", "{files}/finished"], "{files}/finished"),
+    ("compare-missing-folder", ["compare", "{files}/finished", "{files}/nothing"], "nothing"),
+    ("compare-not-a-run", ["compare", "{files}/finished", "{files}/idx"], "idx"),
+    ("compare-unfinished-run", ["compare", "{files}/finished", "{files}/reddy-run"],
+     "summary.json"),
     ("unknown-command", ["frobnicate"], "frobnicate"),
     ("unknown-recipe", ["run", "no-such-recipe"], "no-such-recipe"),
     ("run-without-recipe", ["run", "--seeds", "2"], "recipe"),

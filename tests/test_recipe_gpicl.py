@@ -17,7 +17,7 @@ from iclab import ICLClassifier
 from iclab.classifier import ContextTruncatedWarning
 from iclab.cli import main
 from iclab.models import RecurrentConfig, TransformerConfig, parameter_count
-from iclab.recipes.kirsch import gap_closed, regimes, transition_tasks
+from iclab.recipes.kirsch import claims, gap_closed, regimes, transition_tasks
 from iclab.recipes.rnn_vs_transformer import matched_models
 from iclab.runs import load_run
 from iclab.store import RunStore
@@ -52,8 +52,8 @@ def test_kirsch_run_folder(kirsch_run):
     assert warmup["about"]["task"]["dataset"] == "wine"  # the curriculum's first stage
     assert warmup["about"]["task"]["n_tasks_log2"] is None
     assert set(summary.details["regimes"]) == {"1", "4"}
-    assert set(summary.claims) == {"memorisation_with_few_tasks",
-                                      "learning_with_many_tasks", "transfers_to_unseen_datasets"}
+    # Pools 2^0 and 2^2 reach only the memorisation regime: no claim about many tasks.
+    assert set(summary.claims) == {"memorisation_with_few_tasks", "transfers_to_unseen_datasets"}
     results = RunStore(kirsch_run).read_arrays("results.npz")
     assert results["accuracy"].shape == (2, 1, 4, 12)  # pools, seeds, sets, positions
     assert results["baseline_accuracy"].shape == (3, 3, 12)  # baselines, sets, positions
@@ -175,3 +175,17 @@ def test_rnn_vs_transformer_run_folder(rnn_run):
     assert results["gpicl_lstm-state"].shape == (1, 12)
     clf = ICLClassifier.from_run(rnn_run)  # the run's default model: the GPICL transformer
     assert clf.input_dim == 32
+
+
+@pytest.mark.parametrize(("pools", "tested"), [
+    ((16,), {"learning_with_many_tasks"}),  # one large pool: nothing memorises there
+    ((2,), {"memorisation_with_few_tasks"}),
+    ((6, 8), {"memorisation_with_few_tasks", "learning_with_many_tasks"}),
+    ((7,), set()),  # between the regimes: neither is tested
+])
+def test_kirsch_tests_each_regime_only_where_the_pools_reach_it(pools, tested):
+    found = claims(pools, [0.9] * len(pools), [0.5] * len(pools), chance=0.1, datasets={},
+                   dataset_chance={})
+    assert set(found) == tested
+    if "memorisation_with_few_tasks" in found:
+        assert found["memorisation_with_few_tasks"].value == pytest.approx(0.4)

@@ -1,10 +1,12 @@
 """Sweeps: a grid of tiny von-oswald runs, its results table, resume after an interruption,
-the Ray backend on a local cluster, and bad input that fails before any work."""
+the Ray backend on a local cluster, bad input that fails before any work, and the sweep's
+report and comparison of its runs (more of both, without training: test_sweep_report.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import re
 import shutil
 import subprocess
@@ -16,7 +18,9 @@ import pytest
 import iclab
 from iclab.cli import main
 from iclab.errors import ConfigError, RunFolderError, UserError
-from iclab.studies import RayBackend, load_sweep, make_spec, run_sweep
+from iclab.report import format_value
+from iclab.studies import RayBackend, load_sweep, make_spec, point_summary, run_sweep
+from iclab.studies.report import table_columns
 
 BASE = iclab.default_config("von-oswald")
 BASE = dataclasses.replace(
@@ -59,6 +63,46 @@ def test_an_interrupted_sweep_resumes_to_the_same_table(finished, tmp_path):
     assert main(["sweep", "von-oswald", "--out", str(copy), "--resume", "--no-progress"]) == 0
     assert (copy / "point-000" / "summary.json").stat().st_mtime_ns == kept  # not redone
     pd.testing.assert_frame_equal(load_sweep(copy).table, load_sweep(finished).table)
+
+
+def test_a_sweep_report_tables_each_point_and_draws_each_number(finished, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    assert main(["report", str(copy)]) == 0
+    page = (copy / "report.html").read_text()
+    assert "2 of 2 points finished" in page and "data:image/png;base64," in page
+    assert (copy / "figures" / "sweep_metrics.png").is_file()
+    assert page.count("<tr><td>point-") == 2  # one results row per point
+    table = pd.read_parquet(copy / "results.parquet")
+    by_hand = [sum(rows) / len(rows) for rows in
+               (table[table.point == p].model_loss.tolist() for p in (0, 1))]
+    summary = point_summary(table, table_columns(load_sweep(copy).spec, table))
+    assert summary["model_loss.mean"].tolist() == pytest.approx(by_hand)
+    assert all(format_value(mean) in page for mean in by_hand)
+
+
+def test_compare_lines_up_two_runs_that_differ_in_the_learning_rate(finished, tmp_path,
+                                                                    capsys):
+    runs = [finished / "point-000", finished / "point-001"]
+    out = tmp_path / "compare.html"
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"config: 1 field differs, \d+ equal\nfield\s+\S+\s+\S+\ntrain\.lr\s+"
+                     r"0\.001\s+0\.01\n", printed), printed
+    page = out.read_text()
+    assert page.count("data:image/png;base64,") == 1  # the training curves
+    comparison = iclab.compare(runs)
+    assert comparison.configs.index.tolist() == ["train.lr"]
+    assert comparison.configs.loc["train.lr"].tolist() == [1e-3, 1e-2]
+    for run in map(iclab.load_run, runs):
+        label = str(run.path)
+        for name in comparison.headline.index:
+            value = run.summary.headline[name].value
+            stored = comparison.headline.at[name, label]
+            assert stored == value or (value is None and math.isnan(stored))
+        assert comparison.claims[label].tolist() == [
+            c.passed for c in run.summary.claims.values()]
+    assert iclab.compare([finished]).labels == list(map(str, runs))  # a sweep's points
 
 
 @pytest.mark.parametrize(("argv", "message"), [

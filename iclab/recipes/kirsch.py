@@ -42,6 +42,10 @@ GENERAL_FRACTION = 0.8
 """A pool is past the transition when unseen-task accuracy reaches this fraction of the
 seen-task accuracy (and clears chance by ``ABOVE_CHANCE``)."""
 ABOVE_CHANCE = 0.1
+FEW_TASKS_LOG2, MANY_TASKS_LOG2 = 6, 8
+"""Pools of at most 2^6 tasks are few enough to memorise, pools of at least 2^8 too many
+(measured at this recipe's model and budget: docs/recipes/kirsch.md); each claim about a
+regime is tested only when the sweep reaches it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,19 +220,21 @@ def regimes(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float]
 def claims(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float], *,
            chance: float, datasets: dict[str, dict[str, float]],
            dataset_chance: dict[str, float]) -> dict:
-    """Kirsch et al.'s claims, tested in numbers. Transfer is read against the classical
+    """Kirsch et al.'s claims, tested in numbers, each where the pools reach its regime
+    (:data:`FEW_TASKS_LOG2`, :data:`MANY_TASKS_LOG2`). Transfer is read against the classical
     learners on the same sequences: some datasets are hard for every learner from ~25
     examples (MNIST-1D), so a fixed margin over chance would test the dataset, not the
     learner."""
-    found = {
-        "memorisation_with_few_tasks": claim(
+    found = {}
+    if pools[0] <= FEW_TASKS_LOG2:
+        found["memorisation_with_few_tasks"] = claim(
             f"with 2^{pools[0]} tasks, seen-task accuracy exceeds unseen-task accuracy by "
-            ">= 0.2 (gap)", seen[0] - unseen[0], seen[0] - unseen[0] >= 0.2),
-        "learning_with_many_tasks": claim(
+            ">= 0.2 (gap)", seen[0] - unseen[0], seen[0] - unseen[0] >= 0.2)
+    if pools[-1] >= MANY_TASKS_LOG2:
+        found["learning_with_many_tasks"] = claim(
             f"with 2^{pools[-1]} tasks, unseen-task accuracy >= {GENERAL_FRACTION} x seen and "
             f">= chance + {ABOVE_CHANCE} (unseen accuracy)", unseen[-1],
-            unseen[-1] >= max(GENERAL_FRACTION * seen[-1], chance + ABOVE_CHANCE)),
-    }
+            unseen[-1] >= max(GENERAL_FRACTION * seen[-1], chance + ABOVE_CHANCE))
     transfers = [name for name in datasets if name != "unseen_tasks"]
     if transfers:
         closed = min(gap_closed(datasets[name], dataset_chance[name]) for name in transfers)

@@ -162,6 +162,14 @@ def sweep_folder(path: Path, *, resume: bool) -> Iterator[None]:
 
 def write_results(sweep: Sweep) -> pd.DataFrame:
     """Gather every finished point's summary into ``results.parquet`` and return it."""
+    table = results_table(sweep)
+    RunStore(sweep.path).write_table(RESULTS, table)
+    return table
+
+
+def results_table(sweep: Sweep) -> pd.DataFrame:
+    """The results table of every finished point's summary (what ``results.parquet``
+    holds, see the module docstring), built without writing it."""
     rows = []
     for point in sweep.points:
         if not sweep.finished(point):
@@ -175,9 +183,7 @@ def write_results(sweep: Sweep) -> pd.DataFrame:
                     else number.value
             row.update({f"claim.{name}": c.passed for name, c in summary.claims.items()})
             rows.append(row)
-    table = pd.DataFrame(rows)
-    RunStore(sweep.path).write_table(RESULTS, table)
-    return table
+    return pd.DataFrame(rows)
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -217,6 +223,7 @@ __all__ = [
     "SweepSpec",
     "load_sweep",
     "make_spec",
+    "results_table",
     "run_point",
     "run_sweep",
     "sweep",
