@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,10 +19,15 @@ import pytest
 import iclab
 import iclab.train.engine as engine
 from iclab.config import to_dict
+from iclab.errors import TrainingDivergedError
+from iclab.formats import PairTokens
+from iclab.models import LSAConfig
 from iclab.recipes.reddy import ReddyConfig
 from iclab.runs import load_run
 from iclab.studies import PointTask, load_sweep, make_spec, plan_groups, run_sweep
 from iclab.tasks import BurstyClassification, LinearRegression
+from iclab.train import GroupMember, TrainConfig, Trainer, fit_group
+from iclab.train.checkpoint import read_checkpoint_metadata
 
 ROOT = Path(iclab.__file__).resolve().parents[1]
 BASE = iclab.default_config("von-oswald")
@@ -137,6 +143,32 @@ def test_a_grouped_sweep_killed_between_two_points_commits_resumes(sweeps, tmp_p
         ["point-000", "point-001"], ["point-002"]]
     resumed = run_sweep(sweep.spec, out=out, resume=True, progress=False)
     pd.testing.assert_frame_equal(resumed.table, grouped.table, rtol=1e-6)
+
+
+def test_a_diverging_point_stops_its_group_with_every_point_at_its_last_good_state(
+        tmp_path):
+    """Both points train to step 10; resumed, point 1's learning rate is raised until its
+    loss climbs past the divergence factor: the error names its folder and a seed, and
+    both folders keep the checkpoint and rows of step 10."""
+    task = LinearRegression(dim=2, n_context=3)
+    config = TrainConfig(steps=10, batch_size=16, eval_every=5, checkpoint_every=10,
+                         eval_size=32)
+    episodes = task.sample(jax.random.key(0), 32)
+
+    def members(steps: int, lrs: tuple[float, float]) -> list[GroupMember]:
+        return [GroupMember(Trainer(task, PairTokens(),
+                                    lambda key: LSAConfig().build(3, 3, key=key),
+                                    dataclasses.replace(config, steps=steps, lr=lr)),
+                            [4, 5], episodes, tmp_path / f"p{i}", resume=True)
+                for i, lr in enumerate(lrs)]
+
+    fit_group(members(10, (1e-2, 1e-2)), ["train.lr"], progress=False)
+    with pytest.raises(TrainingDivergedError, match=rf"for seed [45]; .* saved in "
+                                                     rf"{tmp_path / 'p1'}/checkpoint\.npz"):
+        fit_group(members(30, (1e-2, 1e3)), ["train.lr"], progress=False)
+    for folder in ("p0", "p1"):
+        assert read_checkpoint_metadata(tmp_path / folder / "checkpoint.npz")["step"] == 10
+        assert pd.read_parquet(tmp_path / folder / "train_metrics.parquet").step.max() == 10
 
 
 SHARDED = textwrap.dedent("""
