@@ -4,9 +4,11 @@ One step draws a fresh batch of episodes from ``fold_in(data_key, step)`` *insid
 compiled function, takes the loss through the prompt format, and applies the optimiser. A
 chunk is ``lax.scan`` over ``eval_every`` steps, vmapped over seeds, so S seeds train in
 one compiled program and seed i's numbers do not depend on which other seeds run beside it.
-The host loop (:func:`fit`) only evaluates, checkpoints and draws the progress bar between
-chunks. Because the data key of a step depends on the step number alone, a run resumed from
-a checkpoint draws exactly the batches the uninterrupted run would have drawn.
+The host loop (:func:`train_chunks`) only evaluates, checkpoints and draws the progress bar
+between chunks, keeping one :class:`FitRecord` per training folder; :func:`fit` runs it on
+one trainer's seeds, :func:`iclab.train.group.fit_group` on several trainers' points as one
+program. Because the data key of a step depends on the step number alone, a run resumed
+from a checkpoint draws exactly the batches the uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
