@@ -9,6 +9,7 @@ config through JSON, which is how a run folder stores its resolved config.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -86,6 +87,27 @@ def require_memory(estimate: int, field: str, value: Any, what: str, advice: str
     require(not total or estimate <= total, field, value,
             f"{what} needs about {estimate / gib:,.1f} GiB (a rough estimate), more than "
             f"this machine's {total / gib:,.1f} GiB of memory; {advice}")
+
+
+CONSTANT_ONLY = {"lift": False}
+"""Metadata of a float config field that a sweep never traces (:mod:`iclab.train.group`):
+code computes with it in Python before JAX sees it (optax's ``1 - b2``), in float64, where
+a traced value would be computed in float32, so its points would not get the numbers of
+their runs alone. Points that differ in such a field train apart."""
+
+
+def replace_unchecked(config: T, **values: Any) -> T:
+    """``config`` (a frozen dataclass) with ``values`` in place of its fields, built
+    without running ``__post_init__``: for values validated already in another form, e.g.
+    the traced stand-ins of a sweep's validated floats that train as one program
+    (:mod:`iclab.train.group`), which a check like ``lr > 0`` cannot read."""
+    unknown = sorted(set(values) - {field.name for field in dataclasses.fields(config)})
+    if unknown:
+        raise TypeError(f"{type(config).__name__} has no field {unknown[0]!r}")
+    rebuilt = copy.copy(config)
+    for name, value in values.items():
+        object.__setattr__(rebuilt, name, value)
+    return rebuilt
 
 
 def to_dict(config: Any) -> dict[str, Any]:

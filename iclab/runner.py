@@ -10,16 +10,18 @@ and checks the folder before any compile or write (see :mod:`iclab.store`).
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import iclab
 from iclab.config import ConfigError, from_dict, to_dict
 from iclab.errors import RunFolderError
-from iclab.recipes.registry import RunContext, get_recipe
+from iclab.recipes.registry import FitCall, PlannedFit, Recipe, RunContext, get_recipe
 from iclab.report import write_report
 from iclab.results import RunInfo, Summary
 from iclab.runs import Run, load_run
@@ -56,17 +58,7 @@ def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None
         if resume:
             raise ConfigError("--resume needs the run folder to continue: pass --out DIR")
         out = Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if resume:  # read-only checks, before the lock file is written
-        existing = RunStore(Path(out))
-        config = _check_unchanged(existing, stored_config(existing, recipe), config)
-        for path in sorted(Path(out).rglob(CHECKPOINT)):
-            check_resumable(path.parent)
-    if entry.check is not None:
-        entry.check(config if config is not None else entry.config_type())
-    with RunStore.open(out, "resume" if resume else "new") as store:
-        if not resume:
-            config = config if config is not None else entry.config_type()
-            store.write_json("config.json", {"recipe": recipe, "config": to_dict(config)})
+    with _opened(entry, config, out, resume=resume) as (store, config):
         context = RunContext(store, resume=resume, progress=progress, log=log)
         commit = git_commit()  # the code that trains, even if the checkout changes meanwhile
         result = entry.run(config, context)
@@ -80,6 +72,43 @@ def run(recipe: str, config: Any | None = None, *, out: str | Path | None = None
         context.stage("figures and report")
         _render(store, summary)
     return load_run(store.path)
+
+
+def plan_first_fit(recipe: str, config: Any, *, out: str | Path, resume: bool = False
+                   ) -> FitCall | None:
+    """Run ``recipe`` into ``out`` as :func:`run` does — the same checks, ``config.json``
+    written for a new run — up to its first training (:meth:`RunContext.fit`), and return
+    that call untrained, so a sweep can train the first trainings of many points as one
+    program (:mod:`iclab.studies.groups`) and then run each point with ``resume=True``.
+    ``None`` where the recipe ends without training (nothing it computed is kept)."""
+    entry = get_recipe(recipe)
+    with _opened(entry, config, out, resume=resume) as (store, config):
+        try:
+            entry.run(config, RunContext(store, resume=resume, progress=False, planning=True))
+        except PlannedFit as planned:
+            return planned.call
+    return None
+
+
+@contextlib.contextmanager
+def _opened(entry: Recipe, config: Any, out: str | Path, *, resume: bool
+            ) -> Iterator[tuple[RunStore, Any]]:
+    """The run folder ``out``, locked, and the config to run: every check of the input
+    (the config, its data, the folder and, resuming, its stored config and checkpoints)
+    passes before anything is compiled or written; a new run's ``config.json`` is
+    written first."""
+    if resume:  # read-only checks, before the lock file is written
+        existing = RunStore(Path(out))
+        config = _check_unchanged(existing, stored_config(existing, entry.name), config)
+        for path in sorted(Path(out).rglob(CHECKPOINT)):
+            check_resumable(path.parent)
+    if entry.check is not None:
+        entry.check(config if config is not None else entry.config_type())
+    with RunStore.open(out, "resume" if resume else "new") as store:
+        if not resume:
+            config = config if config is not None else entry.config_type()
+            store.write_json("config.json", {"recipe": entry.name, "config": to_dict(config)})
+        yield store, config
 
 
 def render(run_dir: str | Path) -> Path:
@@ -160,4 +189,5 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return names
 
 
-__all__ = ["command_line", "default_config", "git_commit", "render", "run", "stored_config"]
+__all__ = ["command_line", "default_config", "git_commit", "plan_first_fit", "render", "run",
+           "stored_config"]

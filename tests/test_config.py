@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from iclab.config import ConfigError, from_dict, to_dict
+from iclab.config import ConfigError, from_dict, replace_unchecked, to_dict
 from iclab.models import LSAConfig, TransformerConfig
 from iclab.tasks import LinearRegression
 from iclab.train import TrainConfig
@@ -181,3 +181,14 @@ def test_from_dict_refuses_values_of_the_wrong_type(path, value, field):
 def test_from_dict_refuses_a_non_object():
     with pytest.raises(ConfigError, match=r"^config=\[\] is invalid: must be a JSON object"):
         from_dict(_Run, [])
+
+
+def test_replace_unchecked_skips_the_checks_but_not_the_field_names():
+    """A sweep's traced stand-ins pass through a config no check could read."""
+    config = TrainConfig(lr=1e-3)
+    stand_in = object()
+    replaced = replace_unchecked(config, lr=stand_in)
+    assert replaced.lr is stand_in and replaced.steps == config.steps
+    assert config.lr == 1e-3  # the original is untouched
+    with pytest.raises(TypeError, match="no field 'rate'"):
+        replace_unchecked(config, rate=0.1)

@@ -25,6 +25,36 @@ Figure = tuple[str, str]
 
 
 @dataclass(frozen=True)
+class FitCall:
+    """A recipe's call of :meth:`RunContext.fit`, recorded untrained by a planning context.
+
+    Attributes:
+        trainer: what trains.
+        seeds: the seeds it trains.
+        eval_episodes: the evaluation episodes (or named sets).
+        folder: the training folder, relative to the run folder ("." for the run folder).
+        description: the progress bar's label.
+        initial_params: the parameters training starts from (None: each seed's init).
+    """
+
+    trainer: Trainer
+    seeds: list[int]
+    eval_episodes: Any
+    folder: Path
+    description: str
+    initial_params: Any = None
+
+
+class PlannedFit(Exception):
+    """Raised by a planning context's :meth:`RunContext.fit`: the recipe stops at its
+    first training, whose call this carries."""
+
+    def __init__(self, call: FitCall):
+        super().__init__(f"planned: training into {call.folder}")
+        self.call = call
+
+
+@dataclass(frozen=True)
 class RunContext:
     """Where and how a recipe's run trains, beside its config.
 
@@ -34,12 +64,17 @@ class RunContext:
             starts afresh).
         progress: draw progress bars and say which analysis step is running.
         log: live logging of every evaluation ("tensorboard": ``RUN_DIR/tensorboard``).
+        planning: stop the recipe at its first :meth:`fit`, raising :class:`PlannedFit`
+            with the call untrained (how a sweep learns what its points train, see
+            :mod:`iclab.studies.groups`; a recipe that trains several times is planned by
+            its first training only).
     """
 
     store: RunStore
     resume: bool = False
     progress: bool = True
     log: Literal["none", "tensorboard"] = "none"
+    planning: bool = False
     started: float = field(default_factory=time.perf_counter, compare=False)
 
     def fit(self, trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
@@ -47,7 +82,11 @@ class RunContext:
             initial_params: Any = None) -> tuple[TrainState, Any, Any]:
         """:func:`iclab.train.fit` into ``folder`` (default: the run folder), continuing its
         last checkpoint when the run resumes."""
-        folder = self.store.path if folder is None else folder
+        folder = self.store.path if folder is None else Path(folder)
+        if self.planning:
+            raise PlannedFit(FitCall(trainer, seeds, eval_episodes,
+                                     folder.relative_to(self.store.path), description,
+                                     initial_params))
         logger = make_logger(self.log, folder)
         try:
             return fit(trainer, seeds, eval_episodes, out_dir=folder,

@@ -113,14 +113,6 @@ def run(config: VonOswaldConfig, context: RunContext) -> RecipeResult:
     eval_key, tuning_key, shift_key = jax.random.split(jax.random.key(config.eval_seed), 3)
     eval_episodes = task.sample(eval_key, config.train.eval_size)
 
-    # Baselines: K steps of GD and GD++, step sizes tuned on held-out episodes.
-    context.stage(f"tuning {n_layers}-step GD and GD++ on {config.tuning_size} episodes")
-    tuning = task.sample(tuning_key, config.tuning_size)
-    gd = tune_gd(tuning, steps=n_layers)
-    gdpp = (tune_gd_plus_plus(tuning, steps=n_layers) if n_layers > 1
-            else GDPlusPlus(eta=gd.eta, gamma=0.0, steps=1))  # one step: GD++ is GD
-    baselines = {"gd": gd, "gdpp": gdpp, "lsq": Ridge(0.0), "zero": ZeroPredictor()}
-
     trainer = Trainer(task, fmt, lambda key: config.model.build(d_model, d_model, key=key),
                       config.train)
     state, _, _ = context.fit(trainer, config.seed_list, eval_episodes)
@@ -129,6 +121,14 @@ def run(config: VonOswaldConfig, context: RunContext) -> RecipeResult:
     models = [trainer.model(jax.tree.map(lambda x, i=i: x[i], state.params))
               for i in range(config.seeds)]
     learners = [ModelLearner(model, fmt) for model in models]
+
+    # Baselines: K steps of GD and GD++, step sizes tuned on held-out episodes.
+    context.stage(f"tuning {n_layers}-step GD and GD++ on {config.tuning_size} episodes")
+    tuning = task.sample(tuning_key, config.tuning_size)
+    gd = tune_gd(tuning, steps=n_layers)
+    gdpp = (tune_gd_plus_plus(tuning, steps=n_layers) if n_layers > 1
+            else GDPlusPlus(eta=gd.eta, gamma=0.0, steps=1))  # one step: GD++ is GD
+    baselines = {"gd": gd, "gdpp": gdpp, "lsq": Ridge(0.0), "zero": ZeroPredictor()}
 
     context.stage("comparing the trained model with GD and GD++")
     # Model vs GD (and GD++) on the fixed evaluation set (§3: "preds diff", "model cos",

@@ -1,12 +1,13 @@
 """Where a sweep's points run: one after another in this process, or as Ray tasks.
 
-A backend takes the unfinished points as :class:`PointTask` s (plain JSON-ready data, so
-a task can travel to another machine) and returns when every one has finished or one has
-failed. Each task trains into its own run folder; a task that dies leaves a folder that
-the next ``--resume`` continues.
+A backend takes the unfinished points as :class:`~iclab.studies.groups.PointGroup` s —
+points whose first trainings run as one compiled program, or single points — (plain
+JSON-ready data, so a group can travel to another machine) and returns when every group
+has finished or one has failed. Each point trains into its own run folder; a group that
+dies leaves folders that the next ``--resume`` continues.
 
-Ray (``pip install -e ".[ray]"``) runs each point as a task that asks for
-``cpus_per_point`` CPUs and ``gpus_per_point`` GPUs. With ``address=None`` it starts a
+Ray (``pip install -e ".[ray]"``) runs each group as a task that asks for
+``cpus_per_task`` CPUs and ``gpus_per_task`` GPUs. With ``address=None`` it starts a
 Ray instance on this machine; with ``"auto"`` or ``"HOST:PORT"`` it joins a running
 cluster (``ray start --head`` on one machine, ``ray start --address HOST:PORT`` on the
 others), whose workers must see the sweep folder at the same path (shared storage).
@@ -21,59 +22,47 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from iclab.errors import ConfigError, UserError
+from iclab.studies.groups import PointGroup
 
-
-@dataclasses.dataclass(frozen=True)
-class PointTask:
-    """One point to run: the recipe, its config as a JSON-ready dict, its run folder and
-    whether to resume it."""
-
-    recipe: str
-    config: dict[str, Any]
-    folder: str
-    resume: bool
-
-
-RunTask = Callable[[PointTask], None]
+RunGroup = Callable[[PointGroup], None]
 
 
 @runtime_checkable
 class Backend(Protocol):
-    def run(self, tasks: Sequence[PointTask], run_task: RunTask) -> None:
-        """Run every task with ``run_task``; return when all have finished."""
+    def run(self, groups: Sequence[PointGroup], run_group: RunGroup) -> None:
+        """Run every group with ``run_group``; return when all have finished."""
 
 
 @dataclasses.dataclass(frozen=True)
 class LocalBackend:
-    """Every point in this process, one after another (each point's seeds still train as
-    one vmapped program)."""
+    """Every group in this process, one after another."""
 
-    def run(self, tasks: Sequence[PointTask], run_task: RunTask) -> None:
-        for task in tasks:
-            run_task(task)
+    def run(self, groups: Sequence[PointGroup], run_group: RunGroup) -> None:
+        for group in groups:
+            run_group(group)
 
 
 @dataclasses.dataclass(frozen=True)
 class RayBackend:
-    """Every point as a Ray task, on this machine's Ray instance or a cluster's.
+    """Every group as a Ray task, on this machine's Ray instance or a cluster's.
 
     Attributes:
         address: None to start Ray here; "auto" or "HOST:PORT" to join a cluster.
-        cpus_per_point: CPUs each point's task asks Ray for.
-        gpus_per_point: GPUs each point's task asks Ray for.
+        cpus_per_task: CPUs each group's task asks Ray for.
+        gpus_per_task: GPUs each group's task asks Ray for.
     """
 
     address: str | None = None
-    cpus_per_point: float = 1.0
-    gpus_per_point: float = 0.0
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
 
     def __post_init__(self) -> None:
         if importlib.util.find_spec("ray") is None:
             raise ConfigError("--backend ray needs Ray: pip install -e \".[ray]\"")
-        if self.cpus_per_point <= 0 or self.gpus_per_point < 0:
-            raise ConfigError("Ray tasks need cpus_per_point > 0 and gpus_per_point >= 0")
+        if self.cpus_per_task <= 0 or self.gpus_per_task < 0:
+            raise ConfigError("Ray tasks need cpus_per_task > 0 and gpus_per_task >= 0")
 
-    def run(self, tasks: Sequence[PointTask], run_task: RunTask) -> None:
+    def run(self, groups: Sequence[PointGroup], run_group: RunGroup) -> None:
         import ray
 
         started_here = not ray.is_initialized()
@@ -88,9 +77,9 @@ class RayBackend:
                 raise UserError(f"--ray-address {where}: cannot connect to Ray "
                                 f"({str(error).splitlines()[0]})") from None
         try:
-            remote = ray.remote(num_cpus=self.cpus_per_point,
-                                num_gpus=self.gpus_per_point)(_run_remote)
-            pending = [remote.remote(dataclasses.asdict(task), run_task) for task in tasks]
+            remote = ray.remote(num_cpus=self.cpus_per_task,
+                                num_gpus=self.gpus_per_task)(_run_remote)
+            pending = [remote.remote(group.to_json(), run_group) for group in groups]
             ray.get(pending)
         finally:
             if started_here:
@@ -110,8 +99,8 @@ def _require_reachable(address: str) -> None:
                         f"({error.strerror or error})") from None
 
 
-def _run_remote(task: dict[str, Any], run_task: RunTask) -> None:
-    run_task(PointTask(**task))
+def _run_remote(group: dict[str, Any], run_group: RunGroup) -> None:
+    run_group(PointGroup.from_json(group))
 
 
 def make_backend(kind: str, *, ray_address: str | None = None) -> Backend:
@@ -125,4 +114,4 @@ def make_backend(kind: str, *, ray_address: str | None = None) -> Backend:
     raise ConfigError(f"--backend {kind!r}: expected 'local' or 'ray'")
 
 
-__all__ = ["Backend", "LocalBackend", "PointTask", "RayBackend", "make_backend"]
+__all__ = ["Backend", "LocalBackend", "RayBackend", "make_backend"]

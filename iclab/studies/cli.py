@@ -36,6 +36,9 @@ class SweepArgs(Generic[C]):
     """where points run: one after another here, or as Ray tasks (pip install "iclab[ray]")"""
     ray_address: str | None = None
     """with --backend ray: "auto" or HOST:PORT of a running cluster (default: start Ray here)"""
+    group: bool = True
+    """train points that differ only in float values changing no shape (learning rate, a
+    task's input scale, ...) as one compiled program; --no-group trains each alone"""
     progress: bool = True
     """draw progress bars"""
 
@@ -60,4 +63,4 @@ def sweep_command(argv: list[str]) -> Sweep:
         raise ConfigError("--resume continues the sweep stored in --out; give no --grid/--zip")
     return sweep(recipe.name, grid=args.grid, zipped=args.zip, config=args.config,
                  out=args.out, resume=args.resume, backend=args.backend,
-                 ray_address=args.ray_address, progress=args.progress)
+                 ray_address=args.ray_address, progress=args.progress, grouping=args.group)

@@ -11,6 +11,9 @@
 Each point is a run like any other, so a sweep inherits its guarantees: a killed sweep
 continues with ``resume=True`` (finished points are skipped, interrupted ones continue from
 their checkpoints) and ends with the table an uninterrupted sweep would have written.
+With ``grouping`` (the default), points that differ only in float values that change no
+shape (a learning rate, a task's input scale, seeds) train as one compiled program
+(:mod:`iclab.studies.groups`), each point's folder still written as its own run's.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ import pandas as pd
 from iclab.config import from_dict, to_dict
 from iclab.errors import ConfigError, RunFolderError
 from iclab.recipes.registry import get_recipe
-from iclab.runner import run
 from iclab.runs import Run, load_run
 from iclab.store import LOCK_FILE, RunStore, lock_folder
-from iclab.studies.backends import Backend, LocalBackend, PointTask, make_backend
+from iclab.studies.backends import Backend, LocalBackend, make_backend
 from iclab.studies.grid import Axis, Point, parse_axis, points
+from iclab.studies.groups import PointGroup, PointTask, plan_groups, run_group, run_point
 
 SPEC = "sweep.json"
 RESULTS = "results.parquet"
@@ -111,10 +114,13 @@ class Sweep:
 
 
 def run_sweep(spec: SweepSpec, *, out: str | Path, resume: bool = False,
-              backend: Backend | None = None, progress: bool = True) -> Sweep:
+              backend: Backend | None = None, progress: bool = True,
+              grouping: bool = True) -> Sweep:
     """Run every point of ``spec`` into ``out`` on ``backend`` (default: here, one after
     another) and write the results table. ``resume=True`` continues the sweep stored in
-    ``out``: finished points are skipped, interrupted ones resumed."""
+    ``out``: finished points are skipped, interrupted ones resumed. ``grouping`` trains
+    points that can share a compiled program as one (:mod:`iclab.studies.groups`; each
+    group is one unit of the backend's work), else every point alone."""
     path = Path(out)
     with sweep_folder(path, resume=resume):
         store = RunStore(path)
@@ -130,7 +136,10 @@ def run_sweep(spec: SweepSpec, *, out: str | Path, resume: bool = False,
         tasks = [PointTask(spec.recipe, to_dict(point.config), str(path / point.name),
                            resume=(path / point.name / "config.json").exists())
                  for point in sweep.points if not sweep.finished(point)]
-        (backend or LocalBackend()).run(tasks, functools.partial(run_point, progress=progress))
+        groups = (plan_groups(tasks) if grouping
+                  else [PointGroup((task,)) for task in tasks])
+        (backend or LocalBackend()).run(groups, functools.partial(run_group,
+                                                                  progress=progress))
         write_results(sweep)
     return sweep
 
@@ -149,13 +158,6 @@ def sweep_folder(path: Path, *, resume: bool) -> Iterator[None]:
     path.mkdir(parents=True, exist_ok=True)
     with lock_folder(path):
         yield
-
-
-def run_point(task: PointTask, *, progress: bool = False) -> None:
-    """Train and analyse one point into its run folder (what a backend runs)."""
-    recipe = get_recipe(task.recipe)
-    run(recipe.name, from_dict(recipe.config_type, task.config), out=task.folder,
-        resume=task.resume, progress=progress)
 
 
 def write_results(sweep: Sweep) -> pd.DataFrame:
@@ -196,11 +198,12 @@ def load_sweep(path: str | Path) -> Sweep:
 def sweep(recipe: str, *, grid: Sequence[str], zipped: Sequence[str] = (),
           config: Any | None = None, out: str | Path, resume: bool = False,
           backend: str = "local", ray_address: str | None = None,
-          progress: bool = True) -> Sweep:
+          progress: bool = True, grouping: bool = True) -> Sweep:
     """Run ``recipe`` at every point of ``grid`` (``"FIELD=VALUES"`` each; see
     :mod:`iclab.studies.grid`) × ``zipped`` around ``config`` (default: the recipe's
     defaults) into the sweep folder ``out``; ``resume=True`` continues the sweep stored
-    there. Every point is validated before any work.
+    there. Every point is validated before any work. ``grouping=False`` trains every
+    point alone instead of grouping those that can share a compiled program.
 
     >>> table = iclab.sweep("von-oswald", grid=["train.lr=1e-4..1e-2:3log"],
     ...                     out="runs/lr").table
@@ -211,7 +214,8 @@ def sweep(recipe: str, *, grid: Sequence[str], zipped: Sequence[str] = (),
     else:
         base = config if config is not None else get_recipe(recipe).config_type()
         spec = make_spec(recipe, base, grid, zipped)
-    return run_sweep(spec, out=out, resume=resume, backend=runner, progress=progress)
+    return run_sweep(spec, out=out, resume=resume, backend=runner, progress=progress,
+                     grouping=grouping)
 
 
 __all__ = [

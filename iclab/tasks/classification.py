@@ -295,7 +295,7 @@ def _check_shared_fields(task: BurstyClassification | InContextMetaLearning) -> 
     require(task.zipf_alpha >= 0, "task.zipf_alpha", task.zipf_alpha, "must be >= 0")
 
 
-def _zipf_weights(n: int, alpha: float) -> Float[Array, " n"]:
+def _zipf_weights(n: int, alpha: float | Float[Array, ""]) -> Float[Array, " n"]:
     """Unnormalised Zipf weights ``(k + 1)^−alpha``: rank 1 is index 0."""
     return jnp.arange(1, n + 1, dtype=jnp.float32) ** -alpha
 

@@ -12,11 +12,13 @@ from iclab.train.engine import (
     fit,
     load_eval_arrays,
 )
+from iclab.train.group import GroupMember, fit_group
 from iclab.train.loggers import MetricLogger, TensorBoardLogger, make_logger
 from iclab.train.optim import make_optimizer
 
 __all__ = [
-    "CheckpointError", "MetricLogger", "NonFiniteLossError", "Probe", "TensorBoardLogger",
-    "TrainConfig", "TrainState", "Trainer", "TrainingDivergedError", "episode_metrics", "fit",
-    "load_checkpoint", "load_eval_arrays", "make_logger", "make_optimizer", "save_checkpoint",
+    "CheckpointError", "GroupMember", "MetricLogger", "NonFiniteLossError", "Probe",
+    "TensorBoardLogger", "TrainConfig", "TrainState", "Trainer", "TrainingDivergedError",
+    "episode_metrics", "fit", "fit_group", "load_checkpoint", "load_eval_arrays",
+    "make_logger", "make_optimizer", "save_checkpoint",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from iclab.config import require, require_memory, require_numbers
+from iclab.config import CONSTANT_ONLY, require, require_memory, require_numbers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +41,8 @@ class TrainConfig:
     batch_size: int = 2048
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-3
-    b1: float = 0.9
-    b2: float = 0.999
+    b1: float = dataclasses.field(default=0.9, metadata=CONSTANT_ONLY)
+    b2: float = dataclasses.field(default=0.999, metadata=CONSTANT_ONLY)
     eps: float = 1e-8
     weight_decay: float = 0.0
     warmup_steps: int = 0

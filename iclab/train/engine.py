@@ -4,17 +4,21 @@ One step draws a fresh batch of episodes from ``fold_in(data_key, step)`` *insid
 compiled function, takes the loss through the prompt format, and applies the optimiser. A
 chunk is ``lax.scan`` over ``eval_every`` steps, vmapped over seeds, so S seeds train in
 one compiled program and seed i's numbers do not depend on which other seeds run beside it.
-The host loop (:func:`fit`) only evaluates, checkpoints and draws the progress bar between
-chunks. Because the data key of a step depends on the step number alone, a run resumed from
-a checkpoint draws exactly the batches the uninterrupted run would have drawn.
+The host loop (:func:`train_chunks`) only evaluates, checkpoints and draws the progress bar
+between chunks, keeping one :class:`FitRecord` per training folder; :func:`fit` runs it on
+one trainer's seeds, :func:`iclab.train.group.fit_group` on several trainers' points as one
+program. Because the data key of a step depends on the step number alone, a run resumed
+from a checkpoint draws exactly the batches the uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import equinox as eqx
 import jax
@@ -93,8 +97,32 @@ class Trainer:
         self.probe = probe
         self.optimizer = make_optimizer(config)
         self.static = eqx.partition(build_model(jax.random.key(0)), eqx.is_array)[1]
-        self.run_chunk = jax.jit(jax.vmap(self._chunk, in_axes=(0, None)), static_argnums=1)
-        self.evaluate = jax.jit(jax.vmap(self._evaluate, in_axes=(0, None)))
+        self._compile()
+
+    def _compile(self) -> None:
+        self.run_chunk = jax.jit(self.chunk, static_argnums=1)
+        self.evaluate = jax.jit(self.evaluation)
+
+    def replace(self, *, task: Task, config: TrainConfig) -> Trainer:
+        """This trainer on ``task`` with ``config``, sharing its model, format,
+        interventions and probe: e.g. the same task and training with traced values in
+        some float fields, to train several sweep points as one program
+        (:mod:`iclab.train.group`)."""
+        replaced = copy.copy(self)
+        replaced.task, replaced.config = task, config
+        replaced.optimizer = make_optimizer(config)
+        replaced._compile()
+        return replaced
+
+    def chunk(self, state: TrainState, n_steps: int) -> tuple[TrainState, dict[str, Array]]:
+        """``n_steps`` training steps of every seed (``state`` has a leading seed axis);
+        metrics are ``(seeds, n_steps)``. Traceable: :attr:`run_chunk` is it compiled."""
+        return jax.vmap(self._chunk, in_axes=(0, None))(state, n_steps)
+
+    def evaluation(self, params: Any, episodes: Any) -> dict[str, Array]:
+        """Every seed's evaluation on ``episodes`` (see :meth:`_evaluate`), each value with
+        a leading seed axis. Traceable: :attr:`evaluate` is it compiled."""
+        return jax.vmap(self._evaluate, in_axes=(0, None))(params, episodes)
 
     def init(self, seeds: list[int], params: Any = None) -> TrainState:
         """Fresh states for ``seeds``; seed s always gets the same init and data stream.
@@ -179,59 +207,204 @@ def fit(trainer: Trainer, seeds: list[int], eval_episodes: Any, *,
     :mod:`iclab.train.loggers`) receives every evaluation's scalars and the mean training
     metrics of the chunk before it, per seed, as they are computed; the caller closes it.
     """
-    config = trainer.config
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        if not resume:  # a fresh run never leaves an older run's checkpoint to resume
-            RunStore(out_dir).remove(CHECKPOINT)
-    state = trainer.init(seeds, initial_params)
-    train_rows: list[pd.DataFrame] = []
-    eval_rows: list[pd.DataFrame] = []
-    arrays: list[dict[str, np.ndarray]] = []
-    if resume:
-        if out_dir is None:
-            raise ValueError("resume=True needs the run folder (out_dir) to resume from")
-        state, train_rows, eval_rows, arrays = _restore(out_dir, state, seeds)
-    step = int(state.step[0])
-    first_losses = _first_losses(train_rows, seeds)  # (seeds,), None until the first chunk
+    record, state = FitRecord.start(trainer, seeds, out_dir=out_dir, resume=resume,
+                                    initial_params=initial_params, logger=logger)
+    state = train_chunks(_Seeds(trainer, eval_episodes), [record], state, trainer.config,
+                         progress=progress, description=description)
+    return state, record.train_table, record.eval_table
+
+
+@runtime_checkable
+class Program(Protocol):
+    """What the host loop (:func:`train_chunks`) runs: a compiled chunk of training steps
+    and a compiled evaluation of every model it trains, and which of their outputs belong
+    to the i-th training folder."""
+
+    def run_chunk(self, state: TrainState, n_steps: int
+                  ) -> tuple[TrainState, dict[str, Array]]: ...
+
+    def evaluate(self, params: Any) -> dict[str, Array]: ...
+
+    def part(self, tree: Any, index: int) -> Any:
+        """Folder ``index``'s slice of ``tree`` (host arrays), leading axis its seeds."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seeds:
+    """The program of :func:`fit`: one trainer's seeds, all in one folder."""
+
+    trainer: Trainer
+    eval_episodes: Any
+
+    def run_chunk(self, state: TrainState, n_steps: int
+                  ) -> tuple[TrainState, dict[str, Array]]:
+        return self.trainer.run_chunk(state, n_steps)
+
+    def evaluate(self, params: Any) -> dict[str, Array]:
+        return self.trainer.evaluate(params, self.eval_episodes)
+
+    def part(self, tree: Any, index: int) -> Any:
+        return tree
+
+
+@dataclasses.dataclass
+class FitRecord:
+    """One training folder's record while its seeds train: the metric rows and probe
+    arrays so far, each seed's first loss (for the divergence rule) and where to commit
+    them. :func:`fit` keeps one; :func:`iclab.train.group.fit_group` one per point.
+
+    Attributes:
+        seeds: the folder's seeds, in the order of the state's seed axis.
+        out_dir: the folder (``None``: nothing is written).
+        divergence_factor: the folder's ``train.divergence_factor``.
+        logger: receives every evaluation (see :mod:`iclab.train.loggers`).
+    """
+
+    seeds: list[int]
+    out_dir: Path | None
+    divergence_factor: float | None
+    logger: MetricLogger | None = None
+    train_rows: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+    eval_rows: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+    arrays: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    first_losses: np.ndarray | None = None  # (seeds,), None until the first chunk
+
+    @classmethod
+    def start(cls, trainer: Trainer, seeds: list[int], *, out_dir: Path | str | None,
+              resume: bool, initial_params: Any = None, logger: MetricLogger | None = None
+              ) -> tuple[FitRecord, TrainState]:
+        """A record and state to train ``seeds`` of ``trainer`` into ``out_dir``: fresh
+        (a fresh run never leaves an older run's checkpoint to resume), or with ``resume``
+        the folder's committed checkpoint and rows up to its step where it holds one."""
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            if not resume:
+                RunStore(out_dir).remove(CHECKPOINT)
+        state = trainer.init(seeds, initial_params)
+        record = cls(seeds, out_dir, trainer.config.divergence_factor, logger)
+        if resume:
+            if out_dir is None:
+                raise ValueError("resume=True needs the run folder (out_dir) to resume from")
+            state, record.train_rows, record.eval_rows, record.arrays = _restore(
+                out_dir, state, seeds)
+            record.first_losses = _first_losses(record.train_rows, seeds)
+        return record, state
+
+    @property
+    def train_table(self) -> pd.DataFrame:
+        return _concat(self.train_rows)
+
+    @property
+    def eval_table(self) -> pd.DataFrame:
+        return _concat(self.eval_rows)
+
+    def evaluated(self, metrics: dict[str, np.ndarray], step: int) -> None:
+        """Record an evaluation at ``step`` (``{name: (seeds, ...)}``) and log it."""
+        frame, step_arrays = _eval_frame(metrics, self.seeds, step)
+        self.eval_rows.append(frame)
+        self.arrays.append(step_arrays)
+        if self.logger is not None:  # past step 0, train_rows[-1] is the chunk just trained
+            log_evaluation(self.logger, frame, self.train_rows[-1] if step > 0 else None)
+
+    def diverged(self, losses: np.ndarray) -> bool:
+        """Whether a chunk's losses ``(seeds, n_steps)`` are non-finite or above the
+        divergence threshold anywhere; the run's first chunk sets each seed's first loss."""
+        if self.first_losses is None:
+            self.first_losses = losses[:, 0]
+        with np.errstate(invalid="ignore"):  # NaN compares False; isfinite catches it
+            too_high = losses > _divergence_threshold(self.first_losses,
+                                                      self.divergence_factor)
+        return bool(np.any(too_high) or not np.all(np.isfinite(losses)))
+
+    def trained(self, metrics: dict[str, np.ndarray], first_step: int) -> None:
+        """Record a chunk's training metrics (``{name: (seeds, n_steps)}``)."""
+        self.train_rows.append(_train_frame(metrics, self.seeds, first_step))
+
+    def commit(self, state: TrainState) -> None:
+        """Commit a checkpoint of ``state`` (host arrays) with every row so far."""
+        if self.out_dir is not None:
+            _save(self.out_dir, state, self.seeds, self.train_rows, self.eval_rows,
+                  self.arrays)
+
+    def divergence_error(self, losses: np.ndarray, step: int) -> TrainingDivergedError:
+        """The error naming the first step after ``step`` at which a seed's loss became
+        non-finite or ``divergence_factor`` × its first, and where the last good state
+        is (committed by the caller)."""
+        with np.errstate(invalid="ignore"):
+            too_high = losses > _divergence_threshold(self.first_losses,
+                                                      self.divergence_factor)
+        bad = np.argwhere(~np.isfinite(losses) | too_high)  # (seed index, step offset) pairs
+        seed_index, offset = bad[np.argmin(bad[:, 1])]  # the earliest step
+        loss = losses[seed_index, offset]
+        where = "nothing was saved (no run folder)"
+        if self.out_dir is not None:
+            where = (f"the last good state (step {step}) is saved in "
+                     f"{self.out_dir}/checkpoint.npz")
+        what, advice = f"became {loss}", ""
+        if np.isfinite(loss):
+            what = (f"reached {loss:.3g}, more than train.divergence_factor="
+                    f"{self.divergence_factor:g} times its first-step loss "
+                    f"{self.first_losses[seed_index]:.3g},")
+            advice = " (or raise train.divergence_factor)"
+        return TrainingDivergedError(
+            f"loss {what} at step {step + offset + 1} for seed {self.seeds[seed_index]}; "
+            f"{where}. Lower train.lr or set train.grad_clip{advice}.")
+
+
+def train_chunks(program: Program, records: list[FitRecord], state: TrainState,
+                 config: TrainConfig, *, progress: bool, description: str) -> TrainState:
+    """The host loop of :func:`fit` and :func:`iclab.train.group.fit_group`: train
+    ``state`` (starting at its step, the same for every model) to ``config.steps`` in
+    chunks of ``config.eval_every`` steps, evaluating after each and committing every
+    record's folder every ``config.checkpoint_every`` steps and at the end. Where a
+    record's seeds diverge, every record commits its last good state and the first
+    diverging record's :class:`~iclab.errors.TrainingDivergedError` is raised."""
+    step = int(np.asarray(state.step).ravel()[0])
 
     def evaluate() -> None:
-        frame, step_arrays = _eval_frame(trainer, state, eval_episodes, seeds, step)
-        eval_rows.append(frame)
-        arrays.append(step_arrays)
-        if logger is not None:  # past step 0, train_rows[-1] is the chunk just trained
-            log_evaluation(logger, frame, train_rows[-1] if step > 0 else None)
+        metrics = jax.device_get(program.evaluate(state.params))
+        for index, record in enumerate(records):
+            record.evaluated(program.part(metrics, index), step)
+
+    def commit(state: TrainState) -> None:
+        host = jax.device_get(state)
+        for index, record in enumerate(records):
+            record.commit(program.part(host, index))
 
     if step == 0:
         evaluate()
+    n_models = sum(len(record.seeds) for record in records)
     bar = tqdm(total=config.steps, initial=step, disable=not progress, unit="step",
                desc=description, dynamic_ncols=True)
     while step < config.steps:
         n_steps = min(config.eval_every, config.steps - step)
         started = time.perf_counter()
-        new_state, metrics = trainer.run_chunk(state, n_steps)
-        losses = np.asarray(metrics["loss"])  # (seeds, n_steps); one host sync per chunk
-        if first_losses is None:
-            first_losses = losses[:, 0]
-        with np.errstate(invalid="ignore"):  # NaN compares False; isfinite catches it
-            too_high = losses > _divergence_threshold(first_losses, config.divergence_factor)
-        if np.any(too_high) or not np.all(np.isfinite(losses)):
-            _stop_on_non_finite(losses, step, seeds, state, out_dir, train_rows, eval_rows,
-                                arrays, first_losses, config.divergence_factor)
+        new_state, metrics = program.run_chunk(state, n_steps)
+        metrics = jax.device_get(metrics)  # one host sync per chunk
+        parts = [program.part(metrics, index) for index in range(len(records))]
+        diverged = [record.diverged(part["loss"])
+                    for record, part in zip(records, parts, strict=True)]
+        if any(diverged):
+            commit(state)
+            first = diverged.index(True)
+            raise records[first].divergence_error(parts[first]["loss"], step)
         state, step = new_state, step + n_steps
-        train_rows.append(_train_frame(metrics, seeds, step - n_steps))
+        for record, part in zip(records, parts, strict=True):
+            record.trained(part, step - n_steps)
         evaluate()
-        if out_dir is not None and (step % config.checkpoint_every == 0 or step == config.steps):
-            _save(out_dir, state, seeds, train_rows, eval_rows, arrays)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            commit(state)
         elapsed = time.perf_counter() - started
-        bar.set_postfix(loss=f"{losses[:, -1].mean():.4f}",
-                        tasks_per_s=f"{n_steps * config.batch_size * len(seeds) / elapsed:.3g}")
+        bar.set_postfix(loss=f"{np.mean(metrics['loss'][..., -1]):.4f}",
+                        tasks_per_s=f"{n_steps * config.batch_size * n_models / elapsed:.3g}")
         bar.update(n_steps)
     bar.close()
-    return state, _concat(train_rows), _concat(eval_rows)
+    return state
 
 
-def _train_frame(metrics: dict[str, Array], seeds: list[int], first_step: int) -> pd.DataFrame:
+def _train_frame(metrics: dict[str, np.ndarray], seeds: list[int], first_step: int
+                 ) -> pd.DataFrame:
     n_steps = metrics["loss"].shape[1]
     columns = {name: np.asarray(value).ravel() for name, value in metrics.items()}
     return pd.DataFrame({"step": np.tile(np.arange(first_step + 1, first_step + n_steps + 1),
@@ -239,11 +412,9 @@ def _train_frame(metrics: dict[str, Array], seeds: list[int], first_step: int) -
                          "seed": np.repeat(seeds, n_steps), **columns})
 
 
-def _eval_frame(trainer: Trainer, state: TrainState, episodes: Any, seeds: list[int],
-                step: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The evaluation's scalars as a table row per seed, and its arrays (seeds, ...)."""
-    metrics = {name: np.asarray(value)  # name -> (seeds, ...)
-               for name, value in trainer.evaluate(state.params, episodes).items()}
+def _eval_frame(metrics: dict[str, np.ndarray], seeds: list[int], step: int
+                ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """An evaluation's scalars as a table row per seed, and its arrays (seeds, ...)."""
     frame = pd.DataFrame({"step": step, "seed": seeds,
                           **{name: value for name, value in metrics.items() if value.ndim == 1}})
     arrays = {name: value for name, value in metrics.items() if value.ndim > 1}
@@ -337,29 +508,3 @@ def _divergence_threshold(first_losses: np.ndarray | None, factor: float | None)
         return np.full((1, 1), np.inf)
     usable = np.isfinite(first_losses) & (first_losses > 0)
     return np.where(usable, factor * np.where(usable, first_losses, 1.0), np.inf)[:, None]
-
-
-def _stop_on_non_finite(losses: np.ndarray, step: int, seeds: list[int], last_good: TrainState,
-                        out_dir: Path | None, train_rows: list[pd.DataFrame],
-                        eval_rows: list[pd.DataFrame], arrays: list[dict[str, np.ndarray]],
-                        first_losses: np.ndarray | None = None,
-                        divergence_factor: float | None = None) -> None:
-    """Save the last good state and raise :class:`TrainingDivergedError` naming the first
-    step at which a seed's loss became non-finite or ``divergence_factor`` × its first."""
-    with np.errstate(invalid="ignore"):
-        too_high = losses > _divergence_threshold(first_losses, divergence_factor)
-    bad = np.argwhere(~np.isfinite(losses) | too_high)  # (seed index, step offset) pairs
-    seed_index, offset = bad[np.argmin(bad[:, 1])]  # the earliest step
-    loss = losses[seed_index, offset]
-    where = "nothing was saved (no run folder)"
-    if out_dir is not None:
-        _save(out_dir, last_good, seeds, train_rows, eval_rows, arrays)
-        where = f"the last good state (step {step}) is saved in {out_dir}/checkpoint.npz"
-    what, advice = f"became {loss}", ""
-    if np.isfinite(loss):
-        what = (f"reached {loss:.3g}, more than train.divergence_factor={divergence_factor:g} "
-                f"times its first-step loss {first_losses[seed_index]:.3g},")
-        advice = " (or raise train.divergence_factor)"
-    raise TrainingDivergedError(
-        f"loss {what} at step {step + offset + 1} for seed {seeds[seed_index]}; {where}. "
-        f"Lower train.lr or set train.grad_clip{advice}.")
