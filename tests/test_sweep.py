@@ -9,8 +9,10 @@ import importlib.util
 import math
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -155,4 +157,25 @@ def test_a_sweep_on_a_local_ray_cluster_equals_the_local_one(finished, tmp_path)
          "--seeds", "2", "--out", str(out), "--backend", "ray", *OPTIONS],
         capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+    pd.testing.assert_frame_equal(load_sweep(out).table, load_sweep(finished).table)
+
+
+def test_a_sweep_killed_with_kill_9_resumes_to_the_same_table(finished, tmp_path):
+    """``kill -9`` of the ``iclab sweep`` process once it works on the second point (its
+    folder locked by the driver), then ``--resume``: the table of the uninterrupted sweep."""
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "iclab", "sweep", "von-oswald", "--grid",
+               "train.lr=1e-3,1e-2", "--seeds", "2", "--out", str(out), *OPTIONS]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lock = out / "point-001" / ".lock"
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        if lock.is_file() and lock.read_text().strip() == str(process.pid):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    assert not (out / "results.parquet").exists()  # killed mid-sweep
+    assert main(["sweep", "von-oswald", "--out", str(out), "--resume", "--no-progress"]) == 0
     pd.testing.assert_frame_equal(load_sweep(out).table, load_sweep(finished).table)
