@@ -158,10 +158,13 @@ class _Parsed:
 
 def _flags(argv: list[str], names: set[str], *, usage: str) -> _Parsed:
     """Positional arguments and ``--NAME VALUE`` (or ``--NAME=VALUE``) options of a command
-    that takes only ``names``."""
+    that takes only ``names``; ``-h``/``--help`` prints ``usage`` and exits with status 0."""
     positional, values = [], {}
     words = iter(argv)
     for word in words:
+        if word in ("-h", "--help"):
+            print(f"usage: {usage}")
+            raise SystemExit(0)
         if not word.startswith("-"):
             positional.append(word)
             continue

@@ -195,3 +195,9 @@ def test_bad_comparisons_fail_in_one_line(argv, message, tmp_path, capsys, monke
     assert err.count("\n") == 1 and err.startswith("iclab: error:")
     assert message.format(s=sweep.path) in err, err
     assert not (tmp_path / "compare.html").exists()
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_report_and_compare_print_their_usage_for_help(command, cli_status, capsys):
+    assert cli_status([command, "--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: iclab {command} PATH")
