@@ -72,6 +72,7 @@ import pandas as pd
 import train_throughput as tt
 
 import iclab
+from iclab.config import flatten
 from iclab.recipes.classification.setup import PAPER_TRAINING
 from iclab.train import TrainConfig, Trainer
 
@@ -90,7 +91,7 @@ class RecipeRun(NamedTuple):
 
     @property
     def label(self) -> str:
-        changes = ", ".join(f"{k}={v}" for k, v in _flat(self.overrides).items())
+        changes = ", ".join(f"{k}={v}" for k, v in flatten(self.overrides).items())
         return f"{self.recipe} {self.preset}" + (f" ({changes})" if changes else "")
 
 
@@ -701,15 +702,6 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(report), end="")
     print(f"wrote {args.out / 'device_suite.json'} and {args.out / 'device_suite.md'}")
 
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iclab.config import to_dict
+from iclab.config import flatten, to_dict
 from iclab.errors import ConfigError, RunFolderError
 from iclab.plotting import png_bytes, subplots
 from iclab.report import cell, embedded_png, format_value, html_page, html_table, verdict_cell
@@ -105,7 +105,7 @@ def compare(paths: str | Path | Sequence[str | Path], *, out: str | Path | None 
     >>> iclab.compare(["runs/lr-small", "runs/lr-large"]).configs   # the fields that differ
     """
     runs = _expand([paths] if isinstance(paths, str | Path) else list(paths))
-    fields = {label: {"recipe": run.recipe.name, **_flatten(to_dict(run.config))}
+    fields = {label: {"recipe": run.recipe.name, **flatten(to_dict(run.config))}
               for label, run in runs.items()}
     names = list(dict.fromkeys(name for flat in fields.values() for name in flat))
     differ = [name for name in names
@@ -264,15 +264,6 @@ def _differ(comparison: Comparison) -> str:
     n = len(comparison.configs)
     return f"{n} field{' differs' if n == 1 else 's differ'}, {comparison.n_equal} equal"
 
-
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _key(value: Any) -> str:

@@ -15,7 +15,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 from iclab.errors import ConfigError
@@ -113,6 +113,18 @@ def replace_unchecked(config: T, **values: Any) -> T:
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""
     return dataclasses.asdict(config)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping (e.g. :func:`to_dict`'s) as one level keyed by dotted paths:
+    ``{"train": {"lr": 0.1}}`` → ``{"train.lr": 0.1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:

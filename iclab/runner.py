@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import iclab
-from iclab.config import ConfigError, from_dict, to_dict
+from iclab.config import ConfigError, flatten, from_dict, to_dict
 from iclab.errors import RunFolderError
 from iclab.recipes.registry import FitCall, PlannedFit, Recipe, RunContext, get_recipe
 from iclab.report import write_report
@@ -179,14 +179,10 @@ def _check_unchanged(store: RunStore, config: Any, requested: Any) -> Any:
     return config
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    names = []
-    for key in a:
-        if isinstance(a[key], dict):
-            names += _differences(a[key], b[key], f"{prefix}{key}.")
-        elif a[key] != b[key]:
-            names.append(f"{prefix}{key} ({a[key]!r} stored, {b[key]!r} given)")
-    return names
+def _differences(a: dict, b: dict) -> list[str]:
+    flat_a, flat_b = flatten(a), flatten(b)
+    return [f"{name} ({value!r} stored, {flat_b[name]!r} given)"
+            for name, value in flat_a.items() if value != flat_b[name]]
 
 
 __all__ = ["command_line", "default_config", "git_commit", "plan_first_fit", "render", "run",

@@ -192,3 +192,14 @@ def test_replace_unchecked_skips_the_checks_but_not_the_field_names():
     assert config.lr == 1e-3  # the original is untouched
     with pytest.raises(TypeError, match="no field 'rate'"):
         replace_unchecked(config, rate=0.1)
+
+
+def test_flatten_keys_nested_fields_by_dotted_path_and_resume_names_what_differs():
+    from iclab.config import flatten
+    from iclab.runner import _differences
+
+    stored = {"seed": 0, "train": {"lr": 0.1, "steps": 10}, "task": {"dim": 2}}
+    assert flatten(stored) == {"seed": 0, "train.lr": 0.1, "train.steps": 10, "task.dim": 2}
+    given = {"seed": 0, "train": {"lr": 0.2, "steps": 10}, "task": {"dim": 3}}
+    assert _differences(stored, given) == ["train.lr (0.1 stored, 0.2 given)",
+                                           "task.dim (2 stored, 3 given)"]

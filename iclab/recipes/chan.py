@@ -17,7 +17,8 @@ K = ``task.n_classes``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,7 +119,7 @@ def quick() -> ChanConfig:
 def run(config: ChanConfig, context: RunContext) -> RecipeResult:
     tables = {}
     for name, spec in sweeps(config).items():
-        context.stage(f"sweep {name}: {len(spec.points())} cells")
+        context.stage(f"sweep {name}: {math.prod(len(a.values) for a in spec.axes)} cells")
         folder = context.store.path / name
         done = run_sweep(spec, out=folder, resume=(folder / SPEC).is_file(),
                          progress=context.progress)
@@ -174,32 +175,35 @@ def headline(cells: pd.DataFrame, zipf: pd.DataFrame, config: ChanConfig
         decay=lambda t: t.peak_ic_accuracy - t.ic_accuracy)
     worst = decay.groupby("folder").decay.mean().idxmax()
     return {
-        "ic_accuracy_bursty_many_classes": over_seeds(
-            list(bursty_many.ic_accuracy),
-            label=f"IC accuracy at p_B = {high:g}, K = {many} (ICL)", unit="accuracy"),
-        "ic_accuracy_not_bursty": over_seeds(
-            list(iid), label=f"IC accuracy at p_B = {low:g}, best K", unit="accuracy"),
-        "iw_accuracy_not_bursty_few_classes": over_seeds(
-            list(iid_few.iw_accuracy),
-            label=f"IW accuracy at p_B = {low:g}, K = {few} (IWL)", unit="accuracy"),
-        "iw_accuracy_bursty_many_classes": over_seeds(
-            list(bursty_many.iw_accuracy),
-            label=f"IW accuracy at p_B = {high:g}, K = {many}", unit="accuracy"),
-        "coexistence_ic_accuracy": over_seeds(
-            list(coexisting.ic_accuracy),
-            label=f"IC accuracy at α = {alpha:g}, p_B = {best:g}", unit="accuracy"),
-        "coexistence_iw_accuracy": over_seeds(
-            list(coexisting.iw_accuracy),
-            label=f"IW accuracy at α = {alpha:g}, p_B = {best:g}", unit="accuracy"),
-        "coexistence": over_seeds(
-            list(coexisting.both),
-            label=f"min(IC, IW) accuracy of one model at α = {alpha:g}, p_B = {best:g}",
-            unit="accuracy"),
-        "largest_ic_decay": over_seeds(
-            list(decay[decay.folder == worst].sort_values("seed").decay),
-            label=f"largest fall of IC accuracy from its peak to the end of training, over "
-                  f"cells (transience; {worst})", unit="accuracy"),
+        "ic_accuracy_bursty_many_classes": accuracy(
+            bursty_many.ic_accuracy,
+            f"IC accuracy at p_B = {high:g}, K = {many} (ICL)"),
+        "ic_accuracy_not_bursty": accuracy(iid, f"IC accuracy at p_B = {low:g}, best K"),
+        "iw_accuracy_not_bursty_few_classes": accuracy(
+            iid_few.iw_accuracy,
+            f"IW accuracy at p_B = {low:g}, K = {few} (IWL)"),
+        "iw_accuracy_bursty_many_classes": accuracy(
+            bursty_many.iw_accuracy,
+            f"IW accuracy at p_B = {high:g}, K = {many}"),
+        "coexistence_ic_accuracy": accuracy(
+            coexisting.ic_accuracy,
+            f"IC accuracy at α = {alpha:g}, p_B = {best:g}"),
+        "coexistence_iw_accuracy": accuracy(
+            coexisting.iw_accuracy,
+            f"IW accuracy at α = {alpha:g}, p_B = {best:g}"),
+        "coexistence": accuracy(
+            coexisting.both,
+            f"min(IC, IW) accuracy of one model at α = {alpha:g}, p_B = {best:g}"),
+        "largest_ic_decay": accuracy(
+            decay[decay.folder == worst].sort_values("seed").decay,
+            f"largest fall of IC accuracy from its peak to the end of training, over cells "
+            f"(transience; {worst})"),
     }, coexisting.folder.iloc[0]
+
+
+def accuracy(values: Iterable[float], label: str) -> Number:
+    """One accuracy per seed as a headline :class:`Number` (their mean)."""
+    return over_seeds(list(values), label=label, unit="accuracy")
 
 
 def claims(numbers: dict[str, Number], config: ChanConfig) -> dict[str, Claim]:
