@@ -1,7 +1,11 @@
-"""Shared fixtures: a deterministic stream of PRNG keys per test, and the CLI's exit status."""
+"""Shared fixtures: a deterministic stream of PRNG keys per test, and the CLI's exit status;
+and one XLA compilation cache for the whole test session."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import zlib
 from collections.abc import Callable
 
@@ -9,6 +13,29 @@ import jax
 import pytest
 
 from iclab.cli import main
+
+CACHE = "JAX_COMPILATION_CACHE_DIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Share compiled programs across the session: many tests (and the subprocesses and
+    pytest-xdist workers they start, which inherit the environment) compile the same small
+    programs, and compiling is most of their time. A compiled program equals a fresh
+    compilation of the same program, so no number changes. The folder is new for every
+    session, so nothing outlives it."""
+    if os.environ.get(CACHE) is None:
+        os.environ[CACHE] = tempfile.mkdtemp(prefix="iclab-xla-cache-")
+        os.environ["ICLAB_TEST_CACHE_OWNER"] = str(os.getpid())
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    jax.config.update("jax_compilation_cache_dir", os.environ[CACHE])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if os.environ.get("ICLAB_TEST_CACHE_OWNER") == str(os.getpid()):
+        shutil.rmtree(os.environ.pop(CACHE), ignore_errors=True)
 
 
 @pytest.fixture

@@ -47,7 +47,12 @@ def test_kirsch_run_folder(kirsch_run):
         assert set(summary.details["datasets"][name]) == {"transformer", "online_sgd",
                                                           "logistic_regression", "knn"}
     assert summary.model_size["state_size"] == 64 * 2 * 12  # d_model × layers × seq
-    assert summary.models == ("tasks_2^2", "tasks_2^0")  # the largest pool's model first
+    # The pools are a sweep of gpicl-pool inside the run; the largest pool's model first.
+    assert summary.models == ("pools/point-001", "pools/point-000")
+    assert summary.details["pools"] == {"2^0": "pools/point-000", "2^2": "pools/point-001"}
+    pool = load_run(kirsch_run / "pools" / "point-001")
+    assert pool.config.init == str((kirsch_run / "warmup").resolve())
+    assert pool.config.task.n_tasks_log2 == pool.config.unseen_pool_log2 == 2
     warmup = json.loads((kirsch_run / "warmup" / "model.json").read_text())
     assert warmup["about"]["task"]["dataset"] == "wine"  # the curriculum's first stage
     assert warmup["about"]["task"]["n_tasks_log2"] is None
@@ -69,7 +74,8 @@ def test_kirsch_sweep_resumes_where_it_stopped(kirsch_run, tmp_path):
     resumes to the numbers of the uninterrupted run, reusing the finished first pool."""
     copy = tmp_path / "copy"
     shutil.copytree(kirsch_run, copy)
-    shutil.rmtree(copy / "tasks_2^2")
+    shutil.rmtree(copy / "pools" / "point-001")
+    (copy / "pools" / "results.parquet").unlink()
     (copy / "summary.json").unlink()
     assert main(["run", "kirsch", "--out", str(copy), "--resume", "--no-progress"]) == 0
     before = RunStore(kirsch_run).read_arrays("results.npz")
@@ -84,7 +90,7 @@ def test_the_classifier_loads_the_largest_pool_of_a_kirsch_run(kirsch_run):
         clf = ICLClassifier.from_run(kirsch_run).fit(X[::15], y[::15])  # 12 rows, 3 classes
     assert clf.max_context == 11
     assert clf.predict_proba(X[1::20]).shape == (9, 3)
-    smaller = ICLClassifier.from_run(kirsch_run, model="tasks_2^0")
+    smaller = ICLClassifier.from_run(kirsch_run, model="pools/point-000")
     assert smaller.learner.model is not clf.learner_.model
 
 
@@ -104,6 +110,48 @@ def test_kirsch_config_errors_name_the_field(option, field, tmp_path, capsys, cl
     captured = capsys.readouterr()
     assert field in captured.err + captured.out
     assert not (tmp_path / "bad" / "warmup").exists()
+
+
+POOL = ["--task.seq-len", "12", "--model.max-len", "12", "--task.n-tasks-log2", "2",
+        "--warmup.dataset", "None", *TINY_TRAIN]
+
+
+def test_a_pool_run_alone_equals_the_same_pool_of_a_kirsch_sweep(kirsch_run, tmp_path):
+    """``iclab run gpicl-pool`` from the kirsch run's warm-up, read on the unseen tasks of
+    the same largest pool: the accuracies of kirsch's pool of 2^2 tasks, to the bit."""
+    out = tmp_path / "pool"
+    assert main(["run", "gpicl-pool", "--out", str(out), "--init", str(kirsch_run / "warmup"),
+                 "--unseen-pool-log2", "2", *POOL]) == 0
+    alone = RunStore(out).read_arrays("results.npz")["accuracy"]
+    swept = RunStore(kirsch_run / "pools" / "point-001").read_arrays("results.npz")["accuracy"]
+    np.testing.assert_array_equal(alone, swept)
+    kirsch = RunStore(kirsch_run).read_arrays("results.npz")["accuracy"][1]  # pool 2^2
+    np.testing.assert_array_equal(alone, kirsch[:, :2])  # its seen and unseen tasks
+    result = load_run(out).summary.result
+    assert set(result.headline) == {"seen_accuracy", "unseen_accuracy"}
+    assert set(result.claims) == {"memorisation_with_few_tasks"}  # 2^2 <= 2^6: few tasks
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["position.png",
+                                                                   "training.png"]
+
+
+@pytest.mark.parametrize(("option", "field"), [
+    (["--task.n-tasks-log2", "None"], "task.n_tasks_log2"),
+    (["--unseen-pool-log2", "1"], "unseen_pool_log2"),  # below the pool's own 2^2
+    (["--init", "{missing}"], "init"),
+    (["--init", "{warmup}", "--model.d-model", "32"], "init"),  # another model
+    (["--init", "{warmup}", "--seeds", "2"], "init"),  # another number of seeds
+    (["--init", "{warmup}", "--warmup.dataset", "wine"], "init"),  # two starting points
+])
+def test_pool_config_errors_name_the_field(option, field, kirsch_run, tmp_path, capsys,
+                                           cli_status):
+    option = [o.format(missing=tmp_path / "none", warmup=kirsch_run / "warmup")
+              for o in option]
+    assert cli_status(["run", "gpicl-pool", "--out", str(tmp_path / "bad"), *POOL,
+                       *option]) == 2
+    captured = capsys.readouterr()
+    assert field in captured.err + captured.out
+    assert len((captured.err + captured.out).strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_transition_and_regimes_read_the_two_accuracies():

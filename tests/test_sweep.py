@@ -7,12 +7,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -141,6 +143,8 @@ def test_ray_backend_errors_name_the_problem(monkeypatch):
     if importlib.util.find_spec("ray") is not None:
         with pytest.raises(UserError, match=r"--ray-address 127\.0\.0\.1:1"):
             RayBackend(address="127.0.0.1:1").run([], lambda task: None)
+        with pytest.raises(ConfigError, match="retries >= 0"):
+            RayBackend(retries=-1)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="needs Ray"):
         RayBackend()
@@ -148,15 +152,31 @@ def test_ray_backend_errors_name_the_problem(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
-def test_a_sweep_on_a_local_ray_cluster_equals_the_local_one(finished, tmp_path):
-    """The same sweep as Ray tasks on a Ray instance started on this machine. The driver is
-    its own process: Ray forks its daemons, which JAX (loaded here) warns against."""
+def test_a_ray_worker_killed_with_kill_9_is_retried_to_the_same_table(finished, tmp_path):
+    """The same sweep as Ray tasks on a Ray instance started on this machine, with ``kill
+    -9`` of the Ray worker once it holds the second point's folder: Ray runs the task again,
+    which resumes the points from their folders, and the table equals the local sweep's.
+    The driver is its own process: Ray forks its daemons, which JAX (loaded here) warns
+    against."""
     out = tmp_path / "ray"
-    done = subprocess.run(
-        [sys.executable, "-m", "iclab", "sweep", "von-oswald", "--grid", "train.lr=1e-3,1e-2",
-         "--seeds", "2", "--out", str(out), "--backend", "ray", *OPTIONS],
-        capture_output=True, text=True, timeout=900, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
+    command = [sys.executable, "-m", "iclab", "sweep", "von-oswald", "--grid",
+               "train.lr=1e-3,1e-2", "--seeds", "2", "--out", str(out), "--backend", "ray",
+               *OPTIONS]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lock, killed = out / "point-001" / ".lock", None
+    deadline = time.monotonic() + 600
+    while killed is None and process.poll() is None and time.monotonic() < deadline:
+        holder = lock.read_text() if lock.is_file() else ""  # "PID\n" once written
+        if (holder.endswith("\n") and holder.strip().isdigit()
+                and int(holder) != process.pid):  # a worker, not the driver
+            assert "ray" in Path(f"/proc/{int(holder)}/cmdline").read_text()
+            assert not (out / "point-001" / "summary.json").exists()
+            os.kill(int(holder), signal.SIGKILL)
+            killed = int(holder)
+        time.sleep(0.01)
+    _, stderr = process.communicate(timeout=900)
+    assert killed is not None, stderr.decode()[-2000:]
+    assert process.returncode == 0, stderr.decode()[-2000:]
     pd.testing.assert_frame_equal(load_sweep(out).table, load_sweep(finished).table)
 
 

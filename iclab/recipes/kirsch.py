@@ -7,14 +7,17 @@ memorises them (high accuracy on seen tasks, chance on unseen ones); past a tran
 tasks as on seen ones, and it transfers to unseen datasets, where it is compared with
 classical learners fitted to the same context (online SGD, logistic regression, k-NN).
 
-One command sweeps the pool size 2^k: each pool trains its own model (all seeds vmapped) in
-its own folder ``tasks_2^k`` of the run, so an interrupted sweep resumes where it stopped.
+One command sweeps the pool size 2^k after a warm-up: the pools are a sweep of the
+``gpicl-pool`` recipe (:mod:`iclab.studies.sweep`), each pool its own model (all seeds
+vmapped) in its own run folder inside the run's ``pools/``, every one starting from the
+warm-up's model, so an interrupted sweep resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -25,27 +28,28 @@ from iclab.formats import SequenceLabelTokens
 from iclab.models import TransformerConfig, activation_floats, model_size
 from iclab.plotting import save, subplots
 from iclab.recipes.gpicl.evaluation import (
+    ABOVE_CHANCE,
     BASELINE_LABELS,
     BASELINES,
+    GENERAL_FRACTION,
     baseline_accuracy,
+    is_general,
     late_accuracy,
     position_accuracy,
+    regime_claims,
 )
-from iclab.recipes.gpicl.setup import Warmup, train_gpicl_model, warm_up
+from iclab.recipes.gpicl.setup import Warmup, warm_up
+from iclab.recipes.gpicl_pool import MODEL, TRAINING, GpiclPoolConfig
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
-from iclab.results import Number, RecipeResult, Summary, claim
+from iclab.results import Claim, Number, RecipeResult, Summary, claim
 from iclab.store import RunStore
+from iclab.studies.grid import Axis
+from iclab.studies.sweep import SPEC, SweepSpec, run_sweep
 from iclab.tasks import GPICLTask, gpicl_evaluation_sets
 from iclab.train import TrainConfig
+from iclab.train.saved_model import load_trained_model
 
-GENERAL_FRACTION = 0.8
-"""A pool is past the transition when unseen-task accuracy reaches this fraction of the
-seen-task accuracy (and clears chance by ``ABOVE_CHANCE``)."""
-ABOVE_CHANCE = 0.1
-FEW_TASKS_LOG2, MANY_TASKS_LOG2 = 6, 8
-"""Pools of at most 2^6 tasks are few enough to memorise, pools of at least 2^8 too many
-(measured at this recipe's model and budget: docs/recipes/kirsch.md); each claim about a
-regime is tested only when the sweep reaches it."""
+POOLS, N_TASKS = "pools", "task.n_tasks_log2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +75,8 @@ class KirschConfig(Seeds):
 
     task: GPICLTask = GPICLTask(n_tasks_log2=None, input_dim=32, seq_len=30)
     tasks_log2: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 14, 16)
-    model: TransformerConfig = TransformerConfig(d_model=64, n_layers=2, n_heads=4,
-                                                 max_len=30)
-    train: TrainConfig = TrainConfig(steps=4000, batch_size=64, lr=1e-3, eval_every=500,
-                                     checkpoint_every=1000, eval_size=512)
+    model: TransformerConfig = MODEL
+    train: TrainConfig = TRAINING
     warmup: Warmup = Warmup()
     datasets: tuple[str, ...] = ("digits", "mnist1d", "iris", "breast_cancer")
     knn_k: int = 1
@@ -119,8 +121,18 @@ def check_data(config: KirschConfig) -> None:
         dataclasses.replace(config.task, dataset=name, dataset_path=None).load_data()
 
 
-def pool_folder(k: int) -> str:
-    return f"tasks_2^{k}"
+def pool_sweep(config: KirschConfig, init: Path | None) -> SweepSpec:
+    """The pool sizes as a sweep of the ``gpicl-pool`` recipe: every pool starts from the
+    model in ``init`` (the warm-up's; None: each seed's initialisation) and is read on the
+    unseen tasks outside the largest pool."""
+    largest = max(config.tasks_log2)
+    base = GpiclPoolConfig(
+        seed=config.seed, seeds=config.seeds,
+        task=dataclasses.replace(config.task, n_tasks_log2=largest), model=config.model,
+        train=config.train, warmup=Warmup(dataset=None),
+        init=None if init is None else str(init), unseen_pool_log2=largest,
+        eval_seed=config.eval_seed)
+    return SweepSpec("gpicl-pool", base, (Axis(N_TASKS, tuple(sorted(config.tasks_log2))),))
 
 
 def run(config: KirschConfig, context: RunContext) -> RecipeResult:
@@ -132,20 +144,21 @@ def run(config: KirschConfig, context: RunContext) -> RecipeResult:
     # Unseen tasks of the largest pool are unseen by every pool: one set serves them all.
     shared = gpicl_evaluation_sets(largest, key_eval, config.train.eval_size, others)
     set_names = ["seen_tasks", "unseen_tasks", *(f"dataset_{name}" for name in others)]
-    curves = []
-    warm = warm_up(config.warmup, config.task, config.model, config.train,
-                   seeds=config.seed_list, eval_sets={"unseen_tasks": shared["unseen_tasks"]},
-                   folder=context.store.path / "warmup", context=context)
-    for index, k in enumerate(pools):
-        task = dataclasses.replace(config.task, n_tasks_log2=k)
+    warm = context.store.path / "warmup"
+    warm_up(config.warmup, config.task, config.model, config.train, seeds=config.seed_list,
+            eval_sets={"unseen_tasks": shared["unseen_tasks"]}, folder=warm, context=context)
+    folder = context.store.path / POOLS
+    context.stage(f"{len(pools)} pool sizes, from 2^{pools[0]} to 2^{pools[-1]} tasks")
+    sweep = run_sweep(pool_sweep(config, warm.resolve() if config.warmup.dataset else None),
+                      out=folder, resume=(folder / SPEC).is_file(), progress=context.progress)
+    curves, folders = [], []
+    for point in sweep.points:
+        task = point.config.task
         seen = gpicl_evaluation_sets(task, key_eval, config.train.eval_size)["seen_tasks"]
-        models, _ = train_gpicl_model(
-            task, config.model, config.train, seeds=config.seed_list,
-            eval_sets={"seen_tasks": seen, "unseen_tasks": shared["unseen_tasks"]},
-            folder=context.store.path / pool_folder(k), context=context,
-            description=f"2^{k} tasks ({index + 1}/{len(pools)})", initial_params=warm)
+        models = load_trained_model(folder / point.name).models
         curves.append(position_accuracy(models, task, {"seen_tasks": seen, **{
             name: shared[name] for name in set_names[1:]}}))
+        folders.append(f"{POOLS}/{point.name}")
     accuracy = np.stack(curves)  # (pools, seeds, sets, positions)
     context.stage("classical baselines on the same sequences")
     tuning = dataclasses.replace(largest, split="test").sample_unseen(key_tuning, 512)
@@ -171,7 +184,6 @@ def run(config: KirschConfig, context: RunContext) -> RecipeResult:
                    for i, k in enumerate(pools)
                    for column, kind in ((0, "seen"), (1, "unseen"))},
                 "online_sgd_lr": Number(float(sgd_lr), "online SGD's tuned learning rate")}
-    folders = [pool_folder(k) for k in pools]
     return RecipeResult(
         headline=headline,
         claims=claims(pools, seen, unseen, chance=chance, datasets=datasets,
@@ -180,7 +192,8 @@ def run(config: KirschConfig, context: RunContext) -> RecipeResult:
         model_size=model_size(config.model, models[0], config.task.seq_len),
         models=(folders[-1], *folders[:-1]),
         details={"datasets": datasets, "set_names": set_names,
-                 "regimes": regimes(pools, seen, unseen, chance)})
+                 "regimes": regimes(pools, seen, unseen, chance),
+                 "pools": dict(zip((f"2^{k}" for k in pools), folders, strict=True))})
 
 
 def gap_closed(accuracies: dict[str, float], chance: float) -> float:
@@ -192,11 +205,10 @@ def gap_closed(accuracies: dict[str, float], chance: float) -> float:
 
 def transition_tasks(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float],
                      chance: float) -> int | None:
-    """The smallest pool size 2^k whose unseen-task accuracy is >= 80 % of its seen-task
-    accuracy and clears chance by 0.1 (both read late in the sequence); ``None`` if none.
-    Without the chance margin a model that learnt nothing (both at chance) would count."""
+    """The smallest pool size 2^k whose learner is general (:func:`is_general`); ``None``
+    if none is."""
     for k, s, u in zip(pools, seen, unseen, strict=True):
-        if u >= GENERAL_FRACTION * s and u >= chance + ABOVE_CHANCE:
+        if is_general(s, u, chance):
             return 2**k
     return None
 
@@ -204,11 +216,12 @@ def transition_tasks(pools: Sequence[int], seen: Sequence[float], unseen: Sequen
 def regimes(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float], chance: float
             ) -> dict[str, str]:
     """Each pool's algorithm, read off its two accuracies (Kirsch et al.'s Fig. 3):
-    "learning" past the transition rule; "memorisation" when seen tasks clear chance but
-    unseen ones do not follow; "no learning" when neither clears chance."""
+    "learning" where the learner is general (:func:`is_general`); "memorisation" when
+    seen tasks clear chance but unseen ones do not follow; "no learning" when neither
+    clears chance."""
     names = {}
     for k, s, u in zip(pools, seen, unseen, strict=True):
-        if u >= GENERAL_FRACTION * s and u >= chance + ABOVE_CHANCE:
+        if is_general(s, u, chance):
             names[str(2**k)] = "learning"
         elif s >= chance + ABOVE_CHANCE:
             names[str(2**k)] = "memorisation"
@@ -219,22 +232,13 @@ def regimes(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float]
 
 def claims(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float], *,
            chance: float, datasets: dict[str, dict[str, float]],
-           dataset_chance: dict[str, float]) -> dict:
-    """Kirsch et al.'s claims, tested in numbers, each where the pools reach its regime
-    (:data:`FEW_TASKS_LOG2`, :data:`MANY_TASKS_LOG2`). Transfer is read against the classical
+           dataset_chance: dict[str, float]) -> dict[str, Claim]:
+    """Kirsch et al.'s claims, tested in numbers: the two regimes, each where the pools
+    reach it (:func:`regime_claims`), and transfer. Transfer is read against the classical
     learners on the same sequences: some datasets are hard for every learner from ~25
     examples (MNIST-1D), so a fixed margin over chance would test the dataset, not the
     learner."""
-    found = {}
-    if pools[0] <= FEW_TASKS_LOG2:
-        found["memorisation_with_few_tasks"] = claim(
-            f"with 2^{pools[0]} tasks, seen-task accuracy exceeds unseen-task accuracy by "
-            ">= 0.2 (gap)", seen[0] - unseen[0], seen[0] - unseen[0] >= 0.2)
-    if pools[-1] >= MANY_TASKS_LOG2:
-        found["learning_with_many_tasks"] = claim(
-            f"with 2^{pools[-1]} tasks, unseen-task accuracy >= {GENERAL_FRACTION} x seen and "
-            f">= chance + {ABOVE_CHANCE} (unseen accuracy)", unseen[-1],
-            unseen[-1] >= max(GENERAL_FRACTION * seen[-1], chance + ABOVE_CHANCE))
+    found = regime_claims(pools, seen, unseen, chance=chance)
     transfers = [name for name in datasets if name != "unseen_tasks"]
     if transfers:
         closed = min(gap_closed(datasets[name], dataset_chance[name]) for name in transfers)
@@ -306,14 +310,13 @@ def position_figure(store: RunStore, summary: Summary) -> Figure:
 
 def training_figure(store: RunStore, summary: Summary) -> Figure:
     figure, axes = subplots(ncols=2, width=4.5, height=3.5)
-    for index, folder in enumerate(sorted(summary.result.models,
-                                          key=lambda name: int(name.split("^")[1]))):
+    for index, (pool, folder) in enumerate(summary.result.details["pools"].items()):
         evals = store.read_table(f"{folder}/eval_metrics.parquet")
         rows = evals.groupby("step").mean(numeric_only=True)
         color = f"C{index % 10}"
         for ax, name in zip(axes, ("seen_tasks", "unseen_tasks"), strict=True):
             ax.plot(rows.index, rows[f"eval_{name}_accuracy_last_quarter"], color=color,
-                    label=folder.replace("tasks_", ""))
+                    label=pool)
     for ax, title in zip(axes, ("seen tasks", "unseen tasks"), strict=True):
         ax.set(xlabel="training step", ylabel="accuracy, last quarter", ylim=(0, 1.02),
                title=title)

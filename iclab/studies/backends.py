@@ -50,17 +50,22 @@ class RayBackend:
         address: None to start Ray here; "auto" or "HOST:PORT" to join a cluster.
         cpus_per_task: CPUs each group's task asks Ray for.
         gpus_per_task: GPUs each group's task asks Ray for.
+        retries: times Ray runs a group's task again when its worker process dies (killed,
+            out of memory, its machine lost); the new task resumes the group's points from
+            their folders, so finished work is kept.
     """
 
     address: str | None = None
     cpus_per_task: float = 1.0
     gpus_per_task: float = 0.0
+    retries: int = 3
 
     def __post_init__(self) -> None:
         if importlib.util.find_spec("ray") is None:
             raise ConfigError("--backend ray needs Ray: pip install -e \".[ray]\"")
-        if self.cpus_per_task <= 0 or self.gpus_per_task < 0:
-            raise ConfigError("Ray tasks need cpus_per_task > 0 and gpus_per_task >= 0")
+        if self.cpus_per_task <= 0 or self.gpus_per_task < 0 or self.retries < 0:
+            raise ConfigError("Ray tasks need cpus_per_task > 0, gpus_per_task >= 0 and "
+                              "retries >= 0")
 
     def run(self, groups: Sequence[PointGroup], run_group: RunGroup) -> None:
         import ray
@@ -77,8 +82,8 @@ class RayBackend:
                 raise UserError(f"--ray-address {where}: cannot connect to Ray "
                                 f"({str(error).splitlines()[0]})") from None
         try:
-            remote = ray.remote(num_cpus=self.cpus_per_task,
-                                num_gpus=self.gpus_per_task)(_run_remote)
+            remote = ray.remote(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task,
+                                max_retries=self.retries)(_run_remote)
             pending = [remote.remote(group.to_json(), run_group) for group in groups]
             ray.get(pending)
         finally:
