@@ -21,6 +21,7 @@ def load_suite():
     return device_suite
 
 
+@pytest.mark.e2e
 def test_smoke_run_reports_every_section(tmp_path):
     suite = load_suite()
     # A small budget: the first settings run (most reuse one compiled chunk), later ones and

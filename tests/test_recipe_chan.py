@@ -139,6 +139,7 @@ TINY = ["--train.steps", "20", "--train.eval-every", "10", "--train.checkpoint-e
 FIGURES = ["phase_diagrams.png", "zipf.png", "ic_over_training.png"]
 
 
+@pytest.mark.e2e
 def test_tiny_run_end_to_end(tmp_path):
     out = tmp_path / "chan"
     assert main(["run", "chan", "--out", str(out), *TINY]) == 0

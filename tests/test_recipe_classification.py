@@ -37,6 +37,7 @@ def reddy_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.e2e
 def test_minegishi_run_folder(minegishi_run):
     run = load_run(minegishi_run)
     summary = run.summary.result
@@ -66,6 +67,7 @@ def test_minegishi_run_folder(minegishi_run):
     assert (minegishi_run / "report.html").read_text().count("data:image/png;base64,") == 3
 
 
+@pytest.mark.e2e
 def test_reddy_run_folder_and_clamped_layer1(reddy_run):
     summary = load_run(reddy_run).summary
     for key in ("ic_accuracy", "iw_accuracy", "ic2_accuracy", "in_distribution_accuracy"):

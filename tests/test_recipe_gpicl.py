@@ -35,6 +35,7 @@ def kirsch_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.e2e
 def test_kirsch_run_folder(kirsch_run):
     summary = load_run(kirsch_run).summary.result
     headline = summary.headline
@@ -69,6 +70,7 @@ def test_kirsch_run_folder(kirsch_run):
         "position.png", "training.png", "transition.png"]
 
 
+@pytest.mark.e2e
 def test_kirsch_sweep_resumes_where_it_stopped(kirsch_run, tmp_path):
     """A sweep that stopped before its second pool (its folder and the summary missing)
     resumes to the numbers of the uninterrupted run, reusing the finished first pool."""
@@ -84,6 +86,7 @@ def test_kirsch_sweep_resumes_where_it_stopped(kirsch_run, tmp_path):
         np.testing.assert_allclose(after[name], before[name], rtol=1e-6, err_msg=name)
 
 
+@pytest.mark.e2e
 def test_the_classifier_loads_the_largest_pool_of_a_kirsch_run(kirsch_run):
     X, y = load_wine(return_X_y=True)
     with pytest.warns(ContextTruncatedWarning, match="keeps a random 11"):  # seq_len - 1
@@ -116,6 +119,7 @@ POOL = ["--task.seq-len", "12", "--model.max-len", "12", "--task.n-tasks-log2", 
         "--warmup.dataset", "None", *TINY_TRAIN]
 
 
+@pytest.mark.e2e
 def test_a_pool_run_alone_equals_the_same_pool_of_a_kirsch_sweep(kirsch_run, tmp_path):
     """``iclab run gpicl-pool`` from the kirsch run's warm-up, read on the unseen tasks of
     the same largest pool: the accuracies of kirsch's pool of 2^2 tasks, to the bit."""
@@ -142,6 +146,7 @@ def test_a_pool_run_alone_equals_the_same_pool_of_a_kirsch_sweep(kirsch_run, tmp
     (["--init", "{warmup}", "--seeds", "2"], "init"),  # another number of seeds
     (["--init", "{warmup}", "--warmup.dataset", "wine"], "init"),  # two starting points
 ])
+@pytest.mark.e2e
 def test_pool_config_errors_name_the_field(option, field, kirsch_run, tmp_path, capsys,
                                            cli_status):
     option = [o.format(missing=tmp_path / "none", warmup=kirsch_run / "warmup")
@@ -202,6 +207,7 @@ def rnn_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.e2e
 def test_rnn_vs_transformer_run_folder(rnn_run):
     summary = load_run(rnn_run).summary.result
     names = ["transformer", "lstm-params", "lstm-state"]

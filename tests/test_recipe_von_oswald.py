@@ -30,6 +30,7 @@ def tiny_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.e2e
 def test_run_folder_holds_config_summary_metrics_figures_report(tiny_run):
     finished = load_run(tiny_run)
     summary = finished.summary
@@ -57,6 +58,7 @@ def test_run_folder_holds_config_summary_metrics_figures_report(tiny_run):
     assert report.count("data:image/png;base64,") == 4
 
 
+@pytest.mark.e2e
 def test_tuned_gd_and_zero_baselines_match_reference(tiny_run):
     # von Oswald et al. (2022), Fig. 2: zero predictor 0.416 = ½·d·Var(x) = 10/24; tuned
     # one-step GD ≈ 0.205, eta/N ≈ 0.61. A mis-scaled input range or loss would move these
@@ -67,6 +69,7 @@ def test_tuned_gd_and_zero_baselines_match_reference(tiny_run):
     assert headline["gd_eta"] / 10 == pytest.approx(0.61, rel=0.06)
 
 
+@pytest.mark.e2e
 def test_report_command_redraws_from_stored_files(tiny_run):
     (tiny_run / "report.html").unlink()
     for figure in (tiny_run / "figures").iterdir():
@@ -76,11 +79,13 @@ def test_report_command_redraws_from_stored_files(tiny_run):
     assert len(list((tiny_run / "figures").iterdir())) == 4
 
 
+@pytest.mark.e2e
 def test_existing_run_folder_is_not_overwritten(tiny_run, capsys):
     assert main(["run", "von-oswald", "--out", str(tiny_run), *TINY]) == 2
     assert "--resume" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_resume_refuses_a_changed_config(tiny_run, capsys):
     args = ["run", "von-oswald", "--out", str(tiny_run), "--resume", "--train.lr", "0.5",
             "--no-progress"]
@@ -88,6 +93,7 @@ def test_resume_refuses_a_changed_config(tiny_run, capsys):
     assert "train.lr" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_resume_continues_to_the_uninterrupted_numbers(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(["run", "von-oswald", "--out", str(full), *TINY]) == 0

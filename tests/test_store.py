@@ -190,6 +190,7 @@ def assert_same_run(expected: Path, actual: Path, results: bool = True) -> None:
     assert not leftovers
 
 
+@pytest.mark.e2e
 def test_a_crash_at_any_file_system_step_resumes_to_the_same_run(reference, tmp_path):
     expected, n_steps = reference
     assert n_steps > 30  # config, two checkpoints of three files, results, figures, report
@@ -240,6 +241,7 @@ def _wait_for_lock(out: Path, process: subprocess.Popen, timeout: float = 300) -
     raise TimeoutError(f"{process.args} did not lock {out}")
 
 
+@pytest.mark.e2e
 def test_kill_9_at_random_instants_then_resume(reference, subprocess_env, tmp_path, capsys):
     expected, _ = reference
     out = tmp_path / "killed"
@@ -272,6 +274,7 @@ def test_kill_9_at_random_instants_then_resume(reference, subprocess_env, tmp_pa
 # --- the lock -------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_folder_in_use_refuses_every_other_user(reference, capsys):
     """(A second process is refused in :func:`test_kill_9_at_random_instants_then_resume`;
     ``flock`` refuses a second open file of the same process alike.)"""

@@ -44,6 +44,7 @@ def finished(tmp_path_factory):
     return out
 
 
+@pytest.mark.e2e
 def test_a_sweep_runs_every_point_and_tables_each_seed(finished):
     done = load_sweep(finished)
     table = done.table
@@ -58,6 +59,7 @@ def test_a_sweep_runs_every_point_and_tables_each_seed(finished):
         assert table[table.point == point.index].model_loss.tolist() == list(per_seed)
 
 
+@pytest.mark.e2e
 def test_an_interrupted_sweep_resumes_to_the_same_table(finished, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(finished, copy)
@@ -69,6 +71,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_table(finished, tmp_path):
     pd.testing.assert_frame_equal(load_sweep(copy).table, load_sweep(finished).table)
 
 
+@pytest.mark.e2e
 def test_a_sweep_report_tables_each_point_and_draws_each_number(finished, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(finished, copy)
@@ -85,6 +88,7 @@ def test_a_sweep_report_tables_each_point_and_draws_each_number(finished, tmp_pa
     assert all(format_value(mean) in page for mean in by_hand)
 
 
+@pytest.mark.e2e
 def test_compare_lines_up_two_runs_that_differ_in_the_learning_rate(finished, tmp_path,
                                                                     capsys):
     runs = [finished / "point-000", finished / "point-001"]
@@ -127,6 +131,7 @@ def test_bad_sweeps_fail_before_any_work(argv, message, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.e2e
 def test_a_sweep_folder_of_another_recipe_or_a_busy_folder_is_refused(finished, tmp_path):
     spec = make_spec("reddy", iclab.default_config("reddy"), ["train.lr=0.01"])
     with pytest.raises(ConfigError, match="is a sweep of 'von-oswald'"):
@@ -180,6 +185,7 @@ def test_a_ray_worker_killed_with_kill_9_is_retried_to_the_same_table(finished, 
     pd.testing.assert_frame_equal(load_sweep(out).table, load_sweep(finished).table)
 
 
+@pytest.mark.e2e
 def test_a_sweep_killed_with_kill_9_resumes_to_the_same_table(finished, tmp_path):
     """``kill -9`` of the ``iclab sweep`` process once it works on the second point (its
     folder locked by the driver), then ``--resume``: the table of the uninterrupted sweep."""

@@ -86,6 +86,7 @@ def sweeps(tmp_path_factory):
     return grouped, alone
 
 
+@pytest.mark.e2e
 def test_a_grouped_point_trains_as_it_does_alone(sweeps):
     """Seed i of point p: the same training losses, evaluations and final parameters as
     the point run alone (bit for bit on jax 0.10 on a CPU; compared to float rounding)."""
@@ -107,6 +108,7 @@ def test_a_grouped_point_trains_as_it_does_alone(sweeps):
         assert load_run(a).config == load_run(b).config == point.config
 
 
+@pytest.mark.e2e
 def test_a_grouped_sweep_tables_as_an_ungrouped_one(sweeps):
     grouped, alone = sweeps
     assert len(grouped.table) == 6  # 3 points × 2 seeds
@@ -117,6 +119,7 @@ class Crash(BaseException):
     """A simulated kill: no ``except Exception`` sees it."""
 
 
+@pytest.mark.e2e
 def test_a_grouped_sweep_killed_between_two_points_commits_resumes(sweeps, tmp_path,
                                                                    monkeypatch):
     """Killed after points 0 and 1 committed step 5 and before point 2 did: the resumed
@@ -203,6 +206,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_a_group_shards_its_points_across_devices(tmp_path):
     """Two CPU devices: the point axis is split between them, with the numbers of one."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
