@@ -25,7 +25,7 @@ from iclab.formats import SequenceLabelTokens
 from iclab.models import TransformerConfig, activation_floats, model_size
 from iclab.plotting import save, subplots
 from iclab.recipes.gpicl.evaluation import late_accuracy, position_accuracy, regime_claims
-from iclab.recipes.gpicl.setup import Warmup, train_gpicl_model, warm_up
+from iclab.recipes.gpicl.setup import Warmup, load_task_data, train_gpicl_model, warm_up
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Number, RecipeResult, Summary
 from iclab.store import RunStore
@@ -96,10 +96,7 @@ def quick() -> GpiclPoolConfig:
 def check(config: GpiclPoolConfig) -> None:
     """Load the task's datasets (a file that does not parse or classes that do not fit
     fail here) and ``init``'s model, which must be this run's model and seeds."""
-    config.task.load_data()
-    if config.warmup.dataset is not None:
-        dataclasses.replace(config.task, dataset=config.warmup.dataset,
-                            dataset_path=None).load_data()
+    load_task_data(config.task, config.warmup)
     initial_params(config)
 
 
@@ -122,12 +119,11 @@ def initial_params(config: GpiclPoolConfig) -> Any:
 
 def run(config: GpiclPoolConfig, context: RunContext) -> RecipeResult:
     key_eval = jax.random.split(jax.random.key(config.eval_seed))[0]
-    outside = config.task if config.unseen_pool_log2 is None else dataclasses.replace(
-        config.task, n_tasks_log2=config.unseen_pool_log2)
-    sets = {"seen_tasks": gpicl_evaluation_sets(config.task, key_eval,
-                                                config.train.eval_size)["seen_tasks"],
-            "unseen_tasks": gpicl_evaluation_sets(outside, key_eval,
-                                                  config.train.eval_size)["unseen_tasks"]}
+    sets = gpicl_evaluation_sets(config.task, key_eval, config.train.eval_size)
+    if config.unseen_pool_log2 is not None:
+        outside = dataclasses.replace(config.task, n_tasks_log2=config.unseen_pool_log2)
+        sets["unseen_tasks"] = gpicl_evaluation_sets(outside, key_eval,
+                                                     config.train.eval_size)["unseen_tasks"]
     start = warm_up(config.warmup, config.task, config.model, config.train,
                     seeds=config.seed_list, eval_sets={"unseen_tasks": sets["unseen_tasks"]},
                     folder=context.store.path / "warmup", context=context)

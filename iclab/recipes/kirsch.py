@@ -38,7 +38,7 @@ from iclab.recipes.gpicl.evaluation import (
     position_accuracy,
     regime_claims,
 )
-from iclab.recipes.gpicl.setup import Warmup, warm_up
+from iclab.recipes.gpicl.setup import Warmup, load_task_data, warm_up
 from iclab.recipes.gpicl_pool import MODEL, TRAINING, GpiclPoolConfig
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Claim, Number, RecipeResult, Summary, claim
@@ -113,10 +113,7 @@ def quick() -> KirschConfig:
 def check_data(config: KirschConfig) -> None:
     """Load every dataset the run reads (cached for the run), so that a file that does not
     parse or classes that do not fit ``task.n_classes`` fail before anything is written."""
-    config.task.load_data()
-    if config.warmup.dataset is not None:
-        dataclasses.replace(config.task, dataset=config.warmup.dataset,
-                            dataset_path=None).load_data()
+    load_task_data(config.task, config.warmup)
     for name in config.datasets:
         dataclasses.replace(config.task, dataset=name, dataset_path=None).load_data()
 

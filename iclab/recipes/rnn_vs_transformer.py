@@ -37,7 +37,7 @@ from iclab.plotting import mark_levels, save, subplots
 from iclab.recipes.classification.figures import bursty_levels
 from iclab.recipes.classification.setup import model_factory, save_model
 from iclab.recipes.gpicl.evaluation import late_accuracy, position_accuracy
-from iclab.recipes.gpicl.setup import Warmup, train_gpicl_model, warm_up
+from iclab.recipes.gpicl.setup import Warmup, load_task_data, train_gpicl_model, warm_up
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Claim, Number, RecipeResult, Summary, claim
 from iclab.store import RunStore
@@ -135,10 +135,7 @@ def check_data(config: RnnVsTransformerConfig) -> None:
     """Load the datasets the GPICL comparison reads (cached for the run), so that classes
     that do not fit ``gpicl.n_classes`` fail before anything is written."""
     if "gpicl" in config.tasks:
-        config.gpicl.load_data()
-        if config.warmup.dataset is not None:
-            dataclasses.replace(config.gpicl, dataset=config.warmup.dataset,
-                                dataset_path=None).load_data()
+        load_task_data(config.gpicl, config.warmup)
 
 
 def matched_models(transformer: TransformerConfig, cells: tuple[str, ...], *, d_in: int,

@@ -46,6 +46,15 @@ class Warmup:
                 self.steps, "has no effect with warmup.dataset=None (no warm-up)")
 
 
+def load_task_data(task: GPICLTask, warmup: Warmup) -> None:
+    """Load ``task``'s dataset and the warm-up's (cached for the run), so that a file that
+    does not parse or classes that do not fit ``task.n_classes`` fail before anything is
+    written."""
+    task.load_data()
+    if warmup.dataset is not None:
+        dataclasses.replace(task, dataset=warmup.dataset, dataset_path=None).load_data()
+
+
 def warm_up(warmup: Warmup, task: GPICLTask, model: ModelConfig, train: TrainConfig, *,
             seeds: list[int], eval_sets: Mapping[str, GPICLEpisode], folder: Path,
             context: RunContext) -> Any:
