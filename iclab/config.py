@@ -141,15 +141,39 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     unknown = sorted(set(data) - names)
     require(not unknown, f"{where}.{unknown[0] if unknown else ''}", None,
             f"unknown field; valid fields are {sorted(names)}")
-    kwargs = {}
-    for name, value in data.items():
-        field_type = _dataclass_in(hints[name])
-        if field_type is not None and isinstance(value, dict):
-            value = from_dict(field_type, value, f"{where}.{name}")
-        else:
-            value = _json_value(value, hints[name], f"{where}.{name}")
-        kwargs[name] = value
-    return cls(**kwargs)
+    return cls(**{name: value_from_json(value, hints[name], f"{where}.{name}")
+                  for name, value in data.items()})
+
+
+def value_from_json(value: Any, hint: Any, where: str) -> Any:
+    """A field's value as :func:`to_dict` wrote it, rebuilt as type ``hint``: configs from
+    their JSON objects (for a union of configs, ``TransformerConfig | RecurrentConfig``,
+    the first member whose fields include every key, so :func:`to_dict`'s output rebuilds
+    its own type), lists as tuples; a mismatch raises :class:`ConfigError` naming
+    ``where``."""
+    members = [arg for arg in union_members(hint) if dataclasses.is_dataclass(arg)]
+    if not members or not isinstance(value, dict):
+        return _json_value(value, hint, where)
+    fitting = [m for m in members if set(value) <= {f.name for f in dataclasses.fields(m)}]
+    require(bool(fitting) or len(members) == 1, where, value, "names fields of none of "
+            + ", ".join(m.__name__ for m in members))
+    return from_dict((fitting or members)[0], value, where)
+
+
+def describe(value: Any) -> Any:
+    """``value`` as one readable cell of a table: a config as its type and the fields that
+    differ from that type's defaults (``Recurrent(cell='gru', hidden_size=95)``), anything
+    else as it is."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return value
+    try:
+        default = type(value)()
+    except TypeError:  # a config without defaults for every field
+        default = None
+    fields = ", ".join(f"{f.name}={describe(getattr(value, f.name))!r}"
+                       for f in dataclasses.fields(value)
+                       if default is None or getattr(value, f.name) != getattr(default, f.name))
+    return f"{type(value).__name__.removesuffix('Config')}({fields})"
 
 
 def _json_value(value: Any, hint: Any, where: str) -> Any:
@@ -183,15 +207,11 @@ def _json_value(value: Any, hint: Any, where: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _dataclass_in(hint: Any) -> type | None:
-    """The dataclass type inside ``hint`` (``X`` or ``X | None``), if any."""
-    if dataclasses.is_dataclass(hint):
-        return hint
+def union_members(hint: Any) -> tuple[Any, ...]:
+    """The members of a union type ``hint`` (``X | Y``), or ``(hint,)``."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        for arg in typing.get_args(hint):
-            if dataclasses.is_dataclass(arg):
-                return arg
-    return None
+        return typing.get_args(hint)
+    return (hint,)
 
 
 @dataclasses.dataclass(frozen=True)

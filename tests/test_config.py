@@ -203,3 +203,22 @@ def test_flatten_keys_nested_fields_by_dotted_path_and_resume_names_what_differs
     given = {"seed": 0, "train": {"lr": 0.2, "steps": 10}, "task": {"dim": 3}}
     assert _differences(stored, given) == ["train.lr (0.1 stored, 0.2 given)",
                                            "task.dim (2 stored, 3 given)"]
+
+
+def test_a_union_of_configs_rebuilds_the_member_its_fields_name():
+    """A field typed ``TransformerConfig | RecurrentConfig`` (a recipe's model) rebuilds
+    whichever config ``to_dict`` wrote; fields of neither name the field."""
+    from iclab.config import describe, value_from_json
+    from iclab.models import RecurrentConfig
+
+    hint = TransformerConfig | RecurrentConfig
+    for config in (RecurrentConfig(cell="gru", hidden_size=7), TransformerConfig(d_model=8)):
+        assert value_from_json(json.loads(json.dumps(to_dict(config))), hint, "model") == config
+    assert value_from_json({"cell": "gru"}, hint, "model") == RecurrentConfig(cell="gru")
+    with pytest.raises(ConfigError, match=r"^model=\{'colour': 1\} is invalid: names fields "
+                                          "of none of TransformerConfig, RecurrentConfig"):
+        value_from_json({"colour": 1}, hint, "model")
+    # A table cell names the type and what differs from its defaults.
+    assert describe(RecurrentConfig(cell="gru", hidden_size=7)) == \
+        "Recurrent(cell='gru', hidden_size=7)"
+    assert describe(0.5) == 0.5

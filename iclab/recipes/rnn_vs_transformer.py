@@ -9,14 +9,17 @@ show no in-context learning where a transformer does.
 
 Every model reads the same tokens: a transformer, and for each recurrent cell one network
 with the transformer's parameter count and one with its state size (capped at
-``max_hidden``; the summary says when the cap bites). The GPICL part records accuracy at
-every position of unseen-task sequences; the bursty part (Reddy's task, optional) records
-in-context (IC: novel classes) and in-weights (IW) accuracy.
+``max_hidden``; the summary says when the cap bites). Each comparison is a sweep of a
+one-model recipe over the models (:mod:`iclab.studies`), in the run folder's ``gpicl/`` and
+``bursty/``: ``gpicl-pool`` records accuracy at every position of unseen-task sequences
+after the model's own warm-up; ``bursty`` (Reddy's task, optional) records in-context (IC:
+novel classes) and in-weights (IW) accuracy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Literal
 
 import equinox as eqx
@@ -30,21 +33,22 @@ from iclab.models import (
     RecurrentConfig,
     TransformerConfig,
     activation_floats,
-    model_size,
     parameter_count,
 )
-from iclab.plotting import mark_levels, save, subplots
-from iclab.recipes.classification.figures import bursty_levels
-from iclab.recipes.classification.setup import model_factory, save_model
-from iclab.recipes.gpicl.evaluation import late_accuracy, position_accuracy
-from iclab.recipes.gpicl.setup import Warmup, load_task_data, train_gpicl_model, warm_up
+from iclab.plotting import save, subplots
+from iclab.recipes.bursty import BurstyConfig
+from iclab.recipes.classification.figures import BURSTY_SETS, bursty_training_figure
+from iclab.recipes.gpicl.evaluation import late_accuracy
+from iclab.recipes.gpicl.setup import Warmup, load_task_data
+from iclab.recipes.gpicl_pool import GpiclPoolConfig
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Claim, Number, RecipeResult, Summary, claim
+from iclab.runs import Run
 from iclab.store import RunStore
-from iclab.tasks import BurstyClassification, GPICLTask, evaluation_sets, gpicl_evaluation_sets
-from iclab.train import TrainConfig, Trainer
-
-BURSTY_SETS = ("in_distribution", "ic", "iw")
+from iclab.studies.grid import Axis
+from iclab.studies.sweep import SPEC, SweepSpec, run_sweep
+from iclab.tasks import BurstyClassification, GPICLTask
+from iclab.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,10 +180,11 @@ def _hidden_for_parameters(cell: str, d_in: int, d_out: int, target: int, max_hi
 
 
 def run(config: RnnVsTransformerConfig, context: RunContext) -> RecipeResult:
-    key_gpicl, key_bursty = jax.random.split(jax.random.key(config.eval_seed))
-    values, headline, sizes, arrays, folders = {}, {}, {}, {}, []
+    values, headline, sizes, arrays, folders = {}, {}, {}, {}, {}
     if "gpicl" in config.tasks:
-        curves, sizes["gpicl"] = _gpicl(config, context, key_gpicl)
+        runs = _compare(config, context, GPICL)
+        curves = {name: RunStore(run.path).read_arrays("results.npz")["accuracy"][:, 1]
+                  for name, run in runs.items()}  # unseen tasks: (seeds, positions)
         arrays.update({f"gpicl_{name}": curve for name, curve in curves.items()})
         values["gpicl_unseen_accuracy"] = {name: float(late_accuracy(curve).mean())
                                            for name, curve in curves.items()}
@@ -187,48 +192,79 @@ def run(config: RnnVsTransformerConfig, context: RunContext) -> RecipeResult:
             values["gpicl_unseen_accuracy"][name], f"unseen GPICL tasks, {name}",
             "accuracy (last quarter)", per_seed=tuple(late_accuracy(curve).tolist()))
             for name, curve in curves.items()})
-        folders += [f"gpicl/{name}" for name in curves]
+        sizes[GPICL], folders[GPICL] = _sizes(runs), _folders(context, runs)
     if "bursty" in config.tasks:
-        values["bursty"], sizes["bursty"] = _bursty(config, context, key_bursty)
+        runs = _compare(config, context, BURSTY)
+        values["bursty"] = {name: {set_name: run.summary.headline[f"{set_name}_accuracy"].value
+                                   for set_name in BURSTY_SETS} for name, run in runs.items()}
         headline.update({f"bursty.{name}.{set_name}_accuracy": Number(
-            accuracy, f"bursty {SET_NAMES[set_name]}, {name}", "accuracy")
+            accuracy, f"bursty {BURSTY_SETS[set_name]}, {name}", "accuracy")
             for name, by_set in values["bursty"].items()
             for set_name, accuracy in by_set.items()})
-        folders += [f"bursty/{name}" for name in values["bursty"]]
+        sizes[BURSTY], folders[BURSTY] = _sizes(runs), _folders(context, runs)
     context.store.write_arrays("results.npz", arrays)
-    names = list(next(iter(sizes.values())))
     return RecipeResult(headline=headline, claims=claims(values, config.cells),
-                        model_size=sizes, models=tuple(folders),
-                        details={"model_names": names})
+                        model_size=sizes,
+                        models=tuple(f for by_name in folders.values() for f in by_name.values()),
+                        details={"model_names": list(next(iter(sizes.values()))),
+                                 "folders": folders})
 
 
-SET_NAMES = {"in_distribution": "in-distribution", "ic": "IC (novel classes)",
-             "iw": "IW (no support in context)"}
+GPICL, BURSTY = "gpicl", "bursty"
+"""The comparisons, each a sweep folder inside the run folder."""
 
 
-def _gpicl(config: RnnVsTransformerConfig, context: RunContext, key: jax.Array
-           ) -> tuple[dict[str, np.ndarray], dict]:
-    """Warm up and train every model on the GPICL task: accuracy on unseen tasks at every
-    position ``(seeds, seq_len)`` and model sizes, per model."""
-    task = config.gpicl
-    d_in = SequenceLabelTokens(task.n_classes).token_dim(task.input_dim)
-    models = matched_models(config.transformer, config.cells, d_in=d_in, d_out=task.n_classes,
-                            seq_len=task.seq_len, max_hidden=config.max_hidden)
-    sets = gpicl_evaluation_sets(task, key, config.gpicl_train.eval_size)
-    curves, sizes = {}, {}
-    for index, (name, model) in enumerate(models.items()):
-        folder = context.store.path / "gpicl" / name
-        warm = warm_up(config.warmup, task, model, config.gpicl_train, seeds=config.seed_list,
-                       eval_sets={"unseen_tasks": sets["unseen_tasks"]},
-                       folder=folder / "warmup", context=context)
-        trained, _ = train_gpicl_model(task, model, config.gpicl_train, seeds=config.seed_list,
-                                       eval_sets=sets, folder=folder, context=context,
-                                       description=f"GPICL {name} ({index + 1}/{len(models)})",
-                                       initial_params=warm)
-        unseen = {"unseen_tasks": sets["unseen_tasks"]}
-        curves[name] = position_accuracy(trained, task, unseen)[:, 0]
-        sizes[name] = model_size(model, trained[0], task.seq_len)
-    return curves, with_state_matched(sizes)
+def models_for(config: RnnVsTransformerConfig, task: str) -> dict[str, ModelConfig]:
+    """The compared models, matched to the transformer on ``task``'s tokens."""
+    if task == GPICL:
+        d_in = SequenceLabelTokens(config.gpicl.n_classes).token_dim(config.gpicl.input_dim)
+        return matched_models(config.transformer, config.cells, d_in=d_in,
+                              d_out=config.gpicl.n_classes, seq_len=config.gpicl.seq_len,
+                              max_hidden=config.max_hidden)
+    return matched_models(config.transformer, config.cells,
+                          d_in=config.bursty_format.token_dim(config.bursty.dim),
+                          d_out=config.bursty.n_labels, seq_len=2 * config.bursty.n_context + 1,
+                          max_hidden=config.max_hidden)
+
+
+def gpicl_sweep(config: RnnVsTransformerConfig, models: Sequence[ModelConfig]) -> SweepSpec:
+    """The GPICL comparison as a sweep of the ``gpicl-pool`` recipe over ``models``, each
+    warmed up on its own (Kirsch et al.'s largest pool by default)."""
+    base = GpiclPoolConfig(seed=config.seed, seeds=config.seeds, task=config.gpicl,
+                           model=config.transformer, train=config.gpicl_train,
+                           warmup=config.warmup, eval_seed=config.eval_seed)
+    return SweepSpec("gpicl-pool", base, (Axis("model", tuple(models)),))
+
+
+def bursty_sweep(config: RnnVsTransformerConfig, models: Sequence[ModelConfig]) -> SweepSpec:
+    """The bursty comparison as a sweep of the ``bursty`` recipe over ``models``."""
+    base = BurstyConfig(seed=config.seed, seeds=config.seeds, task=config.bursty,
+                        format=config.bursty_format, model=config.transformer,
+                        train=config.bursty_train, eval_seed=config.eval_seed)
+    return SweepSpec("bursty", base, (Axis("model", tuple(models)),))
+
+
+def _compare(config: RnnVsTransformerConfig, context: RunContext, task: str
+             ) -> dict[str, Run]:
+    """Train every model on ``task`` as a sweep in the run folder's ``task/`` (continued
+    where it holds one): each model's finished run, by name."""
+    models = models_for(config, task)
+    spec = (gpicl_sweep if task == GPICL else bursty_sweep)(config, list(models.values()))
+    folder = context.store.path / task
+    context.stage(f"{task}: {len(models)} models")
+    sweep = run_sweep(spec, out=folder, resume=(folder / SPEC).is_file(),
+                      progress=context.progress)
+    return {name: sweep.run(point) for name, point in zip(models, sweep.points, strict=True)}
+
+
+def _folders(context: RunContext, runs: dict[str, Run]) -> dict[str, str]:
+    """Each model's run folder, relative to the run folder."""
+    return {name: str(run.path.relative_to(context.store.path)) for name, run in runs.items()}
+
+
+def _sizes(runs: dict[str, Run]) -> dict[str, dict]:
+    return with_state_matched({name: dict(run.summary.result.model_size)
+                               for name, run in runs.items()})
 
 
 def with_state_matched(sizes: dict[str, dict]) -> dict[str, dict]:
@@ -238,32 +274,6 @@ def with_state_matched(sizes: dict[str, dict]) -> dict[str, dict]:
     return {name: {**size, "state_matched": size["state_size"] >= target
                    if name.endswith("-state") else None}
             for name, size in sizes.items()}
-
-
-def _bursty(config: RnnVsTransformerConfig, context: RunContext, key: jax.Array
-            ) -> tuple[dict[str, dict[str, float]], dict]:
-    """Train every model on Reddy's bursty task: final accuracy on each evaluation set, and
-    model sizes, per model."""
-    task, fmt = config.bursty, config.bursty_format
-    width = fmt.token_dim(task.dim)
-    models = matched_models(config.transformer, config.cells, d_in=width, d_out=task.n_labels,
-                            seq_len=2 * task.n_context + 1, max_hidden=config.max_hidden)
-    all_sets = evaluation_sets(task, key, config.bursty_train.eval_size)
-    sets = {name: all_sets[name] for name in BURSTY_SETS}
-    results, sizes = {}, {}
-    for index, (name, model) in enumerate(models.items()):
-        folder = context.store.path / "bursty" / name
-        build = model_factory(model, fmt, task.dim, task.n_context)
-        trainer = Trainer(task, fmt, build, config.bursty_train)
-        state, _, evals = context.fit(trainer, config.seed_list, sets, folder=folder,
-                                      description=f"bursty {name} ({index + 1}/{len(models)})")
-        save_model(folder, model, fmt, task, state.params, config.seed_list)
-        final = evals[evals.step == evals.step.max()]
-        results[name] = {set_name: float(final[f"eval_{set_name}_accuracy"].mean())
-                         for set_name in BURSTY_SETS}
-        sizes[name] = model_size(model, eqx.filter_eval_shape(build, jax.random.key(0)),
-                                 2 * task.n_context + 1)
-    return results, with_state_matched(sizes)
 
 
 def claims(headline: dict, cells: tuple[str, ...]) -> dict[str, Claim]:
@@ -338,24 +348,11 @@ def size_figure(store: RunStore, summary: Summary) -> Figure:
 
 
 def bursty_figure(store: RunStore, summary: Summary) -> Figure:
-    figure, axes = subplots(ncols=len(BURSTY_SETS), width=3.5, height=3.2)
-    for index, name in enumerate(summary.result.details["model_names"]):
-        evals = store.read_table(f"bursty/{name}/eval_metrics.parquet")
-        rows = evals.groupby("step").mean(numeric_only=True)
-        for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
-            ax.plot(rows.index, rows[f"eval_{set_name}_accuracy"], color=f"C{index}",
-                    label=name)
-    levels = bursty_levels(store.read_json("config.json")["config"]["bursty"])
-    for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
-        ax.set(xlabel="training step", ylabel="accuracy", ylim=(0, 1.02), title=set_name)
-        mark_levels(ax, {"1/L": levels["1/L"]} if set_name == "iw" else levels)
-    axes[0].legend(fontsize=7)
-    save(figure, store.figures / "bursty.png")
-    return "bursty.png", ("Bursty classification (Reddy's task) over training: in-distribution, "
-                          "IC (novel classes: in-context learning only) and IW (query class "
-                          "absent from the context: in-weights learning only) accuracy. "
-                          "Dotted: chance 1/L, and 1/(N/B), what picking among the "
-                          "context's labels scores without matching items.")
+    folders = summary.result.details["folders"][BURSTY]
+    return bursty_training_figure(
+        store, {name: store.read_table(f"{folders[name]}/eval_metrics.parquet")
+                for name in summary.result.details["model_names"]},
+        store.read_json("config.json")["config"]["bursty"])
 
 
 RECIPE = register(Recipe(

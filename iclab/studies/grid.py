@@ -18,13 +18,13 @@ import dataclasses
 import itertools
 import math
 import re
-import types
 import typing
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
+from iclab.config import union_members
 from iclab.errors import ConfigError, UserError
 
 _POWERS = re.compile(r"^2\*\*(-?\d+)\.\.2\*\*(-?\d+)$")
@@ -59,8 +59,9 @@ def field_path(text: str) -> str:
     return text.strip().lstrip("-").replace("-", "_")
 
 
-def field_type(config_type: type, path: str) -> Any:
-    """The type annotation of ``path`` inside the config dataclass ``config_type``."""
+def field_hint(config_type: type, path: str) -> Any:
+    """The type annotation of ``path`` inside the config dataclass ``config_type`` (a
+    config's own type where ``path`` names a group of options, e.g. ``model``)."""
     current: Any = config_type
     for part in path.split("."):
         current = _dataclass_of(current)
@@ -70,6 +71,13 @@ def field_type(config_type: type, path: str) -> Any:
             raise ConfigError(f"--grid {path}: unknown field {part!r}"
                               + (f"; fields here: {', '.join(names)}" if names else ""))
         current = hints[part]
+    return current
+
+
+def field_type(config_type: type, path: str) -> Any:
+    """The type of the one option ``path`` inside ``config_type``, what ``--grid`` sweeps
+    (a group of options, such as a whole model config, is swept from Python only)."""
+    current = field_hint(config_type, path)
     if _dataclass_of(current) is not None:
         raise ConfigError(f"--grid {path}: a group of options, not one option; sweep one of "
                           f"its fields ({path}.FIELD)")
@@ -95,7 +103,7 @@ def parse_axis(text: str, config_type: type) -> Axis:
 def parse_value(path: str, hint: Any, word: Any) -> Any:
     """``word`` (text or an already typed number) as a value of type ``hint``."""
     text = str(word).strip()
-    options = _union_members(hint)
+    options = union_members(hint)
     if type(None) in options and text.lower() == "none":
         return None
     for option in (o for o in options if o is not type(None)):
@@ -199,15 +207,9 @@ def _as(option: Any, word: Any, text: str) -> Any:
     return _NO
 
 
-def _union_members(hint: Any) -> tuple[Any, ...]:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return typing.get_args(hint)
-    return (hint,)
-
-
 def _describe(hint: Any) -> str:
     names = []
-    for option in _union_members(hint):
+    for option in union_members(hint):
         if typing.get_origin(option) is Literal:
             names.append("one of " + ", ".join(map(str, typing.get_args(option))))
         elif option is type(None):
@@ -220,11 +222,11 @@ def _describe(hint: Any) -> str:
 def _dataclass_of(hint: Any) -> type | None:
     if dataclasses.is_dataclass(hint):
         return hint
-    for option in _union_members(hint):
+    for option in union_members(hint):
         if dataclasses.is_dataclass(option):
             return option
     return None
 
 
-__all__ = ["Axis", "Point", "field_path", "field_type", "parse_axis", "parse_value", "points",
-           "with_values"]
+__all__ = ["Axis", "Point", "field_hint", "field_path", "field_type", "parse_axis",
+           "parse_value", "points", "with_values"]

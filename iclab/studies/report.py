@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from iclab.config import changed_fields
+from iclab.config import changed_fields, describe
 from iclab.errors import ConfigError
 from iclab.plotting import png_bytes, subplots
 from iclab.recipes.registry import get_recipe
@@ -237,7 +237,8 @@ def _figures(store: RunStore, spec: SweepSpec, table: pd.DataFrame, points: pd.D
         return parts
     metric = metric or columns.metrics[0]
     others = axes[2:]
-    values = {axis.field: axis.values for axis in (*spec.axes, *spec.zipped)}
+    values = {axis.field: tuple(map(describe, axis.values))
+              for axis in (*spec.axes, *spec.zipped)}
     combinations = list(itertools.product(*(values[axis[0]] for axis in others)))
     if len(combinations) > MAX_PANELS:
         return ["<h2>Figures</h2>",
@@ -324,7 +325,7 @@ def _text(value: Any) -> str:
         return "none"
     if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
         return format_value(value)
-    return str(value)
+    return str(describe(value))
 
 
 def _file_name(name: str) -> str:

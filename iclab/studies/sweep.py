@@ -27,13 +27,13 @@ from typing import Any
 
 import pandas as pd
 
-from iclab.config import from_dict, to_dict
+from iclab.config import describe, from_dict, to_dict, value_from_json
 from iclab.errors import ConfigError, RunFolderError
 from iclab.recipes.registry import get_recipe
 from iclab.runs import Run, load_run
 from iclab.store import LOCK_FILE, RunStore, lock_folder
 from iclab.studies.backends import Backend, LocalBackend, make_backend
-from iclab.studies.grid import Axis, Point, parse_axis, points
+from iclab.studies.grid import Axis, Point, field_hint, parse_axis, points
 from iclab.studies.groups import PointGroup, PointTask, plan_groups, run_group, run_point
 
 SPEC = "sweep.json"
@@ -68,9 +68,16 @@ class SweepSpec:
     def from_json(cls, data: dict[str, Any], *, where: str) -> SweepSpec:
         try:
             recipe = get_recipe(data["recipe"])
-            return cls(recipe.name, from_dict(recipe.config_type, data["base"]),
-                       tuple(Axis(a["field"], tuple(a["values"])) for a in data["axes"]),
-                       tuple(Axis(a["field"], tuple(a["values"])) for a in data["zipped"]))
+            config_type = recipe.config_type
+
+            def axis(stored: dict[str, Any]) -> Axis:
+                hint = field_hint(config_type, stored["field"])
+                return Axis(stored["field"], tuple(
+                    value_from_json(value, hint, f"{where}: {stored['field']}")
+                    for value in stored["values"]))
+
+            return cls(recipe.name, from_dict(config_type, data["base"]),
+                       tuple(map(axis, data["axes"])), tuple(map(axis, data["zipped"])))
         except (KeyError, TypeError) as error:
             raise RunFolderError(f"{where}: not an iclab sweep spec ({error!r})") from None
 
@@ -176,7 +183,8 @@ def results_table(sweep: Sweep) -> pd.DataFrame:
             continue
         summary = sweep.run(point).summary
         for index, seed in enumerate(summary.run.seeds):
-            row: dict[str, Any] = {"point": point.index, **point.values, "seed": seed}
+            row: dict[str, Any] = {"point": point.index, **{
+                field: describe(value) for field, value in point.values.items()}, "seed": seed}
             for name, number in summary.headline.items():
                 per_seed = number.per_seed
                 row[name] = per_seed[index] if len(per_seed) == len(summary.run.seeds) \

@@ -28,6 +28,36 @@ def bursty_levels(task: Mapping[str, Any]) -> dict[str, float]:
     return {"1/L": 1 / task["n_labels"], "1/(N/B)": task["burstiness"] / task["n_context"]}
 
 
+BURSTY_SETS = {"in_distribution": "in-distribution", "ic": "IC (novel classes)",
+               "iw": "IW (no support in context)"}
+"""The evaluation sets that tell in-context from in-weights learning on a bursty task, and
+what each is."""
+
+
+def bursty_training_figure(store: RunStore, evals: Mapping[str, pd.DataFrame],
+                           task: Mapping[str, Any]) -> tuple[str, str]:
+    """``figures/bursty.png``: accuracy on :data:`BURSTY_SETS` over training (mean over
+    seeds) of each model in ``evals`` (label → its ``eval_metrics`` table), trained on the
+    bursty ``task`` (its config as stored)."""
+    figure, axes = subplots(ncols=len(BURSTY_SETS), width=3.5, height=3.2)
+    for index, (label, table) in enumerate(evals.items()):
+        rows = table.groupby("step").mean(numeric_only=True)
+        for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
+            ax.plot(rows.index, rows[f"eval_{set_name}_accuracy"], color=f"C{index}",
+                    label=label)
+    levels = bursty_levels(task)
+    for ax, set_name in zip(axes, BURSTY_SETS, strict=True):
+        ax.set(xlabel="training step", ylabel="accuracy", ylim=(0, 1.02), title=set_name)
+        mark_levels(ax, {"1/L": levels["1/L"]} if set_name == "iw" else levels)
+    axes[0].legend(fontsize=7)
+    save(figure, store.figures / "bursty.png")
+    return "bursty.png", ("Bursty classification (Reddy's task) over training: in-distribution, "
+                          "IC (novel classes: in-context learning only) and IW (query class "
+                          "absent from the context: in-weights learning only) accuracy. "
+                          "Dotted: chance 1/L, and 1/(N/B), what picking among the "
+                          "context's labels scores without matching items.")
+
+
 def accuracy_figure(store: RunStore, evals: pd.DataFrame, phases: Sequence[Mapping[str, Any]], *,
                     sets: Sequence[str], levels: Mapping[str, float], title: str
                     ) -> tuple[str, str]:
