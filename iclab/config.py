@@ -110,6 +110,24 @@ def replace_unchecked(config: T, **values: Any) -> T:
     return rebuilt
 
 
+def with_values(config: T, values: Mapping[str, Any]) -> T:
+    """``config`` with each dotted field of ``values`` (``{"train.lr": 0.1}``) replaced,
+    nested configs rebuilt so that each validates itself; a path through a config that has
+    no such field (``model.hidden_size`` on a transformer) raises :class:`ConfigError`."""
+    for path, value in values.items():
+        config = _replace(config, path.split("."), value, path)
+    return config
+
+
+def _replace(config: Any, parts: list[str], value: Any, path: str) -> Any:
+    head, *rest = parts
+    names = {field.name for field in dataclasses.fields(config)}
+    require(head in names, path, value, f"{type(config).__name__} has no field {head!r}")
+    inner = getattr(config, head)
+    return dataclasses.replace(config, **{head: _replace(inner, rest, value, path)
+                                          if rest else value})
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""
     return dataclasses.asdict(config)

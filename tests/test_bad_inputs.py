@@ -98,6 +98,19 @@ KIRSCH = [
     ("ki-warmup-steps-no-warmup", ["--warmup.dataset", "None", "--warmup.steps", "5"],
      "warmup.steps"),
     ("ki-pool-past-30", ["--tasks-log2", "2", "31"], "tasks_log2"),
+    ("ki-comparison-seq-len", ["--sgd-comparison.seq-len", "1"], "sgd_comparison.seq_len"),
+    ("ki-comparison-steps", ["--sgd-comparison.steps", "0"], "sgd_comparison.steps"),
+]
+BURSTY = [
+    ("bu-labels", ["--format.n-labels", "16"], "format.n_labels"),
+    ("bu-max-len", ["--model.max-len", "10"], "model.max_len"),
+    ("bu-hidden-size", ["model:recurrent-config", "--model.hidden-size", "0"],
+     "model.hidden_size"),
+    ("bu-cell", ["model:recurrent-config", "--model.cell", "rnn"], "model.cell"),
+    ("bu-unknown-kind", ["model:lstm"], "model:recurrent-config"),
+    ("bu-kind-of-one-config", ["task:recurrent"], "task holds no choice of configs"),
+    ("bu-transformer-option-on-lstm", ["model:recurrent", "--model.d-model", "8"],
+     "--model.d-model"),
 ]
 RNN_VS_TRANSFORMER = [
     ("rt-bursty-option-unused", ["--quick", "--bursty-train.steps", "10"],
@@ -115,7 +128,8 @@ RNN_VS_TRANSFORMER = [
 RUN_CASES = [(case_id, recipe, argv, text)
              for recipe, cases in (("von-oswald", VON_OSWALD), ("reddy", REDDY),
                                    ("minegishi", MINEGISHI), ("kirsch", KIRSCH),
-                                   ("rnn-vs-transformer", RNN_VS_TRANSFORMER))
+                                   ("rnn-vs-transformer", RNN_VS_TRANSFORMER),
+                                   ("bursty", BURSTY))
              for case_id, argv, text in cases]
 
 # Commands on prepared folders: (id, argv, text). These folders exist and must be unchanged.
@@ -291,7 +305,7 @@ def test_probe_count():
     """The issue asks for at least 40 bad inputs across the five recipes."""
     assert len(RUN_CASES) + len(FOLDER_CASES) >= 40
     assert {case[1] for case in RUN_CASES} == {"von-oswald", "reddy", "minegishi", "kirsch",
-                                                "rnn-vs-transformer"}
+                                                "rnn-vs-transformer", "bursty"}
 
 
 @pytest.mark.parametrize("argv", [

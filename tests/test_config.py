@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from iclab.config import ConfigError, from_dict, replace_unchecked, to_dict
-from iclab.models import LSAConfig, TransformerConfig
+from iclab.models import LSAConfig, RecurrentConfig, TransformerConfig
 from iclab.tasks import LinearRegression
 from iclab.train import TrainConfig
 
@@ -209,7 +209,6 @@ def test_a_union_of_configs_rebuilds_the_member_its_fields_name():
     """A field typed ``TransformerConfig | RecurrentConfig`` (a recipe's model) rebuilds
     whichever config ``to_dict`` wrote; fields of neither name the field."""
     from iclab.config import describe, value_from_json
-    from iclab.models import RecurrentConfig
 
     hint = TransformerConfig | RecurrentConfig
     for config in (RecurrentConfig(cell="gru", hidden_size=7), TransformerConfig(d_model=8)):
@@ -222,3 +221,22 @@ def test_a_union_of_configs_rebuilds_the_member_its_fields_name():
     assert describe(RecurrentConfig(cell="gru", hidden_size=7)) == \
         "Recurrent(cell='gru', hidden_size=7)"
     assert describe(0.5) == 0.5
+
+
+@pytest.mark.parametrize(("argv", "model"), [
+    ([], TransformerConfig(d_model=64, n_layers=2, n_heads=4, max_len=30)),
+    (["--model.d-model", "32"], TransformerConfig(d_model=32, n_layers=2, n_heads=4,
+                                                  max_len=30)),
+    (["model:recurrent-config", "--model.cell", "gru"], RecurrentConfig(cell="gru")),
+    (["--model.hidden-size", "7", "model:recurrent"], RecurrentConfig(hidden_size=7)),
+])
+def test_a_choice_of_model_configs_takes_the_options_of_the_kind_picked(argv, model):
+    """``model: TransformerConfig | RecurrentConfig`` on the command line: the default's
+    options as plain options, ``model:KIND`` anywhere switching to that kind's defaults."""
+    from iclab.cli import RunArgs
+    from iclab.options import parse_options
+    from iclab.recipes.bursty import BurstyConfig
+
+    args = parse_options(RunArgs[BurstyConfig], argv, RunArgs(BurstyConfig()), prog="iclab",
+                         description="")
+    assert args.config.model == model

@@ -25,7 +25,8 @@ from iclab.store import RunStore
 TINY_TRAIN = ["--train.steps", "20", "--train.eval-every", "10", "--train.checkpoint-every",
               "10", "--train.eval-size", "16", "--no-progress"]
 KIRSCH = ["--tasks-log2", "0", "2", "--task.seq-len", "12", "--model.max-len", "12",
-          "--datasets", "digits", "iris", "--warmup.steps", "10", *TINY_TRAIN]
+          "--datasets", "digits", "iris", "--warmup.steps", "10", "--sgd-comparison.seq-len",
+          "16", "--sgd-comparison.steps", "10", *TINY_TRAIN]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_kirsch_run_folder(kirsch_run):
                                                           "logistic_regression", "knn"}
     assert summary.model_size["state_size"] == 64 * 2 * 12  # d_model × layers × seq
     # The pools are a sweep of gpicl-pool inside the run; the largest pool's model first.
-    assert summary.models == ("pools/point-001", "pools/point-000")
+    assert summary.models == ("pools/point-001", "pools/point-000", "sgd-comparison")
     assert summary.details["pools"] == {"2^0": "pools/point-000", "2^2": "pools/point-001"}
     pool = load_run(kirsch_run / "pools" / "point-001")
     assert pool.config.init == str((kirsch_run / "warmup").resolve())
@@ -59,7 +60,19 @@ def test_kirsch_run_folder(kirsch_run):
     assert warmup["about"]["task"]["n_tasks_log2"] is None
     assert set(summary.details["regimes"]) == {"1", "4"}
     # Pools 2^0 and 2^2 reach only the memorisation regime: no claim about many tasks.
-    assert set(summary.claims) == {"memorisation_with_few_tasks", "transfers_to_unseen_datasets"}
+    assert set(summary.claims) == {"memorisation_with_few_tasks", "transfers_to_unseen_datasets",
+                                   "learner_matches_online_sgd"}
+    # The comparison with SGD: the largest pool again, on 16-example sequences.
+    comparison = load_run(kirsch_run / "sgd-comparison")
+    assert comparison.config.task.seq_len == comparison.config.model.max_len == 16
+    assert comparison.config.task.n_tasks_log2 == 2 and comparison.config.train.steps == 10
+    curves = RunStore(kirsch_run).read_arrays("sgd_comparison.npz")["accuracy"]
+    assert curves.shape == (4, 16)  # the learner and three baselines, positions
+    np.testing.assert_array_equal(curves[0], RunStore(comparison.path).read_arrays(
+        "results.npz")["accuracy"][0, 1])  # one seed: its unseen-task curve
+    gap = summary.claims["learner_matches_online_sgd"].value
+    assert gap == pytest.approx(headline["sgd_comparison.transformer"].value
+                                - headline["sgd_comparison.online_sgd"].value)
     results = RunStore(kirsch_run).read_arrays("results.npz")
     assert results["accuracy"].shape == (2, 1, 4, 12)  # pools, seeds, sets, positions
     assert results["baseline_accuracy"].shape == (3, 3, 12)  # baselines, sets, positions
@@ -67,7 +80,7 @@ def test_kirsch_run_folder(kirsch_run):
         assert (kirsch_run / folder / "model.npz").exists()
         assert (kirsch_run / folder / "eval_metrics.parquet").exists()
     assert sorted(p.name for p in (kirsch_run / "figures").iterdir()) == [
-        "position.png", "training.png", "transition.png"]
+        "position.png", "sgd_comparison.png", "training.png", "transition.png"]
 
 
 @pytest.mark.e2e

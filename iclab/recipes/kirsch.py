@@ -22,8 +22,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from iclab.config import Seeds, require
+from iclab.config import Seeds, require, require_numbers
 from iclab.data import builtin_datasets
+from iclab.errors import ConfigError
 from iclab.formats import SequenceLabelTokens
 from iclab.models import TransformerConfig, activation_floats, model_size
 from iclab.plotting import save, subplots
@@ -42,6 +43,7 @@ from iclab.recipes.gpicl.setup import Warmup, load_task_data, warm_up
 from iclab.recipes.gpicl_pool import MODEL, TRAINING, GpiclPoolConfig
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Claim, Number, RecipeResult, Summary, claim
+from iclab.runner import run as run_recipe
 from iclab.store import RunStore
 from iclab.studies.grid import Axis
 from iclab.studies.sweep import SPEC, SweepSpec, run_sweep
@@ -49,7 +51,30 @@ from iclab.tasks import GPICLTask, gpicl_evaluation_sets
 from iclab.train import TrainConfig
 from iclab.train.saved_model import load_trained_model
 
-POOLS, N_TASKS = "pools", "task.n_tasks_log2"
+POOLS, N_TASKS, COMPARISON = "pools", "task.n_tasks_log2", "sgd-comparison"
+
+
+@dataclasses.dataclass(frozen=True)
+class SgdComparison:
+    """Kirsch et al.'s comparison with SGD at equal context (§4.2: 73.7 % for the
+    meta-trained learner against 70.3 % for online SGD on MNIST after ~100 examples): the
+    largest pool trained once more on longer sequences, as a ``gpicl-pool`` run of its own
+    (its own warm-up, and learned positions for ``seq_len``), and scored against the
+    classical learners fitted to the same unseen-task sequences.
+
+    Attributes:
+        seq_len: examples per sequence; None skips the comparison.
+        steps: training steps after the warm-up.
+    """
+
+    seq_len: int | None = 60
+    steps: int = 8000
+
+    def __post_init__(self) -> None:
+        require_numbers(self, "sgd_comparison.")
+        require(self.seq_len is None or self.seq_len >= 2, "sgd_comparison.seq_len",
+                self.seq_len, "must be None (no comparison) or an integer >= 2")
+        require(self.steps >= 1, "sgd_comparison.steps", self.steps, "must be an integer >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +95,7 @@ class KirschConfig(Seeds):
             task.input_dim (built-in dataset names; not the warm-up dataset, which the
             learner has seen).
         knn_k: neighbours of the k-NN baseline.
+        sgd_comparison: the largest pool on longer sequences against online SGD.
         eval_seed: seed of the fixed evaluation sets (sequences of the test split).
     """
 
@@ -80,6 +106,7 @@ class KirschConfig(Seeds):
     warmup: Warmup = Warmup()
     datasets: tuple[str, ...] = ("digits", "mnist1d", "iris", "breast_cancer")
     knn_k: int = 1
+    sgd_comparison: SgdComparison = SgdComparison()
     eval_seed: int = 10_000
 
     def __post_init__(self) -> None:
@@ -101,13 +128,20 @@ class KirschConfig(Seeds):
         require(self.knn_k >= 1, "knn_k", self.knn_k, "must be an integer >= 1")
         self.train.require_memory("train", self.seeds, activation_floats(
             self.model, self.task.seq_len, d_in), eval_sets=2 + len(self.datasets))
+        if self.sgd_comparison.seq_len is not None:
+            try:
+                comparison_config(self)
+            except ConfigError as error:
+                raise ConfigError(f"sgd_comparison: {error}") from None
 
 
 def quick() -> KirschConfig:
-    """``--quick``: three pool sizes (2^2, 2^8, 2^16), 1500 steps each after the warm-up."""
+    """``--quick``: three pool sizes (2^2, 2^8, 2^16), 1500 steps each after the warm-up,
+    and no comparison with SGD (it needs its full training)."""
     config = KirschConfig()
     return dataclasses.replace(config, tasks_log2=(2, 8, 16),
-                               train=dataclasses.replace(config.train, steps=1500))
+                               train=dataclasses.replace(config.train, steps=1500),
+                               sgd_comparison=SgdComparison(seq_len=None))
 
 
 def check_data(config: KirschConfig) -> None:
@@ -130,6 +164,42 @@ def pool_sweep(config: KirschConfig, init: Path | None) -> SweepSpec:
         init=None if init is None else str(init), unseen_pool_log2=largest,
         eval_seed=config.eval_seed)
     return SweepSpec("gpicl-pool", base, (Axis(N_TASKS, tuple(sorted(config.tasks_log2))),))
+
+
+def comparison_config(config: KirschConfig) -> GpiclPoolConfig:
+    """The :class:`SgdComparison`'s run: the largest pool on ``seq_len``-example sequences,
+    warmed up on its own."""
+    seq_len = config.sgd_comparison.seq_len
+    task = dataclasses.replace(config.task, n_tasks_log2=max(config.tasks_log2),
+                               seq_len=seq_len)
+    return GpiclPoolConfig(
+        seed=config.seed, seeds=config.seeds, task=task,
+        model=dataclasses.replace(config.model, max_len=max(config.model.max_len, seq_len)),
+        train=dataclasses.replace(config.train, steps=config.sgd_comparison.steps),
+        warmup=config.warmup, eval_seed=config.eval_seed)
+
+
+COMPARED = ("transformer", *BASELINES)
+
+
+def sgd_comparison(config: KirschConfig, context: RunContext, key_eval: jax.Array,
+                   key_tuning: jax.Array) -> np.ndarray:
+    """Run (or continue) the :class:`SgdComparison` in the run folder's
+    ``sgd-comparison/``: accuracy at every position of its unseen-task sequences,
+    ``(len(COMPARED), seq_len)``, of the learner (mean over seeds) and of each classical
+    learner on the same sequences."""
+    comparison = comparison_config(config)
+    folder = context.store.path / COMPARISON
+    context.stage(f"the largest pool on {comparison.task.seq_len}-example sequences, "
+                  "against online SGD")
+    finished = run_recipe("gpicl-pool", comparison, out=folder,
+                          resume=(folder / "config.json").is_file(), progress=context.progress)
+    learner = RunStore(finished.path).read_arrays("results.npz")["accuracy"][:, 1].mean(axis=0)
+    unseen = gpicl_evaluation_sets(comparison.task, key_eval,
+                                   config.train.eval_size)["unseen_tasks"]
+    tuning = dataclasses.replace(comparison.task, split="test").sample_unseen(key_tuning, 512)
+    baselines, _ = baseline_accuracy(config.task, {"unseen_tasks": unseen}, tuning, config.knn_k)
+    return np.concatenate([learner[None], baselines[:, 0]])
 
 
 def run(config: KirschConfig, context: RunContext) -> RecipeResult:
@@ -173,6 +243,11 @@ def run(config: KirschConfig, context: RunContext) -> RecipeResult:
                           for i, b in enumerate(BASELINES)}}
                 for name in set_names[1:]}
     per_seed = late_accuracy(accuracy)  # (pools, seeds, sets)
+    compared = None
+    if config.sgd_comparison.seq_len is not None:
+        comparison_curves = sgd_comparison(config, context, key_eval, key_tuning)
+        context.store.write_arrays("sgd_comparison.npz", {"accuracy": comparison_curves})
+        compared = dict(zip(COMPARED, late_accuracy(comparison_curves).tolist(), strict=True))
     headline = {"transition_tasks": Number(transition, "smallest pool that learns to learn "
                                            "(unseen ≥ 80 % of seen, above chance)", "tasks"),
                 **{f"{kind}_accuracy_2^{k}": Number(
@@ -180,15 +255,20 @@ def run(config: KirschConfig, context: RunContext) -> RecipeResult:
                     per_seed=tuple(per_seed[i, :, column].tolist()))
                    for i, k in enumerate(pools)
                    for column, kind in ((0, "seen"), (1, "unseen"))},
-                "online_sgd_lr": Number(float(sgd_lr), "online SGD's tuned learning rate")}
+                "online_sgd_lr": Number(float(sgd_lr), "online SGD's tuned learning rate"),
+                **{f"sgd_comparison.{name}": Number(
+                    value, f"unseen tasks, {config.sgd_comparison.seq_len} examples, "
+                    f"{'the largest pool' if name == 'transformer' else BASELINE_LABELS[name]}",
+                    "accuracy (last quarter)") for name, value in (compared or {}).items()}}
     return RecipeResult(
         headline=headline,
         claims=claims(pools, seen, unseen, chance=chance, datasets=datasets,
                       dataset_chance={f"dataset_{name}": 1 / task.load_data().n_classes
-                                      for name, task in others.items()}),
+                                      for name, task in others.items()},
+                      compared=compared, seq_len=config.sgd_comparison.seq_len),
         model_size=model_size(config.model, models[0], config.task.seq_len),
-        models=(folders[-1], *folders[:-1]),
-        details={"datasets": datasets, "set_names": set_names,
+        models=(folders[-1], *folders[:-1], *([COMPARISON] if compared else [])),
+        details={"datasets": datasets, "set_names": set_names, "sgd_comparison": compared,
                  "regimes": regimes(pools, seen, unseen, chance),
                  "pools": dict(zip((f"2^{k}" for k in pools), folders, strict=True))})
 
@@ -229,13 +309,22 @@ def regimes(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float]
 
 def claims(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float], *,
            chance: float, datasets: dict[str, dict[str, float]],
-           dataset_chance: dict[str, float]) -> dict[str, Claim]:
+           dataset_chance: dict[str, float], compared: dict[str, float] | None = None,
+           seq_len: int | None = None) -> dict[str, Claim]:
     """Kirsch et al.'s claims, tested in numbers: the two regimes, each where the pools
-    reach it (:func:`regime_claims`), and transfer. Transfer is read against the classical
+    reach it (:func:`regime_claims`); the learner against online SGD at equal context
+    (``compared``: late accuracies on unseen tasks of ``seq_len``-example sequences, from
+    :func:`sgd_comparison`); and transfer. Transfer is read against the classical
     learners on the same sequences: some datasets are hard for every learner from ~25
     examples (MNIST-1D), so a fixed margin over chance would test the dataset, not the
     learner."""
     found = regime_claims(pools, seen, unseen, chance=chance)
+    if compared is not None:
+        gap = compared["transformer"] - compared["online_sgd"]
+        found["learner_matches_online_sgd"] = claim(
+            f"on unseen tasks of {seq_len}-example sequences the largest pool's learner is "
+            "at least as accurate as online SGD fitted to the same context (gap, last "
+            "quarter of positions)", gap, gap >= 0)
     transfers = [name for name in datasets if name != "unseen_tasks"]
     if transfers:
         closed = min(gap_closed(datasets[name], dataset_chance[name]) for name in transfers)
@@ -249,8 +338,30 @@ def claims(pools: Sequence[int], seen: Sequence[float], unseen: Sequence[float],
 # --- figures -------------------------------------------------------------------------------
 
 def figures(store: RunStore, summary: Summary) -> list[Figure]:
-    return [transition_figure(store, summary), position_figure(store, summary),
-            training_figure(store, summary)]
+    found = [transition_figure(store, summary), position_figure(store, summary),
+             training_figure(store, summary)]
+    if summary.result.details["sgd_comparison"] is not None:
+        found.append(comparison_figure(store, summary))
+    return found
+
+
+def comparison_figure(store: RunStore, summary: Summary) -> Figure:
+    curves = store.read_arrays("sgd_comparison.npz")["accuracy"]  # (COMPARED, seq_len)
+    positions = np.arange(curves.shape[-1])
+    figure, (ax,) = subplots(width=5.0, height=3.5)
+    for index, name in enumerate(COMPARED):
+        ax.plot(positions, curves[index], color="k" if index == 0 else f"C{index + 1}",
+                lw=1.5 if index == 0 else 1,
+                label="meta-trained transformer" if index == 0 else BASELINE_LABELS[name])
+    ax.axvspan(positions[-max(len(positions) // 4, 1)], positions[-1], color="0.9", zorder=0)
+    ax.set(xlabel="examples seen", ylabel="accuracy", ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    save(figure, store.figures / "sgd_comparison.png")
+    return "sgd_comparison.png", (
+        "Kirsch et al.'s comparison at equal context: accuracy at each position of unseen-task "
+        "MNIST sequences of the learner meta-trained on the largest pool with longer "
+        "sequences (mean over seeds), and of classical learners fitted to the same context. "
+        "The claim reads the shaded last quarter of positions.")
 
 
 def transition_figure(store: RunStore, summary: Summary) -> Figure:

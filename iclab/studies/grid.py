@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from iclab.config import union_members
+from iclab.config import union_members, with_values
 from iclab.errors import ConfigError, UserError
 
 _POWERS = re.compile(r"^2\*\*(-?\d+)\.\.2\*\*(-?\d+)$")
@@ -64,10 +64,12 @@ def field_hint(config_type: type, path: str) -> Any:
     config's own type where ``path`` names a group of options, e.g. ``model``)."""
     current: Any = config_type
     for part in path.split("."):
-        current = _dataclass_of(current)
-        hints = typing.get_type_hints(current) if current is not None else {}
-        if part not in hints:
-            names = sorted(hints) if hints else []
+        # A choice of configs (``TransformerConfig | RecurrentConfig``): the first that has it.
+        members = [typing.get_type_hints(m) for m in union_members(current)
+                   if dataclasses.is_dataclass(m)]
+        hints = next((h for h in members if part in h), None)
+        if hints is None:
+            names = sorted({name for h in members for name in h})
             raise ConfigError(f"--grid {path}: unknown field {part!r}"
                               + (f"; fields here: {', '.join(names)}" if names else ""))
         current = hints[part]
@@ -138,20 +140,6 @@ def points(base: Any, axes: Sequence[Axis], zipped: Sequence[Axis] = ()) -> list
             raise ConfigError(f"point {index} ({where}): {error}") from None
         found.append(Point(index, values, config))
     return found
-
-
-def with_values(config: Any, values: dict[str, Any]) -> Any:
-    """``config`` with each dotted field of ``values`` replaced (nested configs rebuilt, so
-    each validates itself)."""
-    for path, value in values.items():
-        config = _replace(config, path.split("."), value)
-    return config
-
-
-def _replace(config: Any, parts: list[str], value: Any) -> Any:
-    head, *rest = parts
-    inner = getattr(config, head)
-    return dataclasses.replace(config, **{head: _replace(inner, rest, value) if rest else value})
 
 
 def _expand(path: str, raw: str) -> list[Any]:
