@@ -31,6 +31,12 @@ def parse_options(cls: Any, argv: list[str], default: Any, *, prog: str, descrip
     ``model:recurrent``) first sets it to that kind's defaults (:func:`pick_kinds`).
     ``default.config`` is the recipe's config."""
     argv, default = pick_kinds(argv, default)
+    config_type = type(default.config)
+    choices = [f"{field.name}:KIND picks {field.name}'s kind (" + ", ".join(
+        f"{field.name}:{kind}-config" for kind in _kinds(config_type, field.name, "")) + ")"
+        for field in dataclasses.fields(config_type) if _is_choice(config_type, field.name)]
+    if choices:
+        description = " ".join([description.rstrip(".") + ".", *(f"{c}." for c in choices)])
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -76,6 +82,11 @@ def pick_kinds(argv: list[str], default: Any) -> tuple[list[str], Any]:
         if not isinstance(current, kinds[kind]):
             config = with_values(config, {path: kinds[kind]()})
     return rest, dataclasses.replace(default, config=config)
+
+
+def _is_choice(config_type: type, name: str) -> bool:
+    hint = typing.get_type_hints(config_type)[name]
+    return sum(dataclasses.is_dataclass(m) for m in union_members(hint)) >= 2
 
 
 def _kinds(config_type: type, path: str, word: str) -> dict[str, type]:
