@@ -1,7 +1,7 @@
 """Every benchmark and the recipes' runs that fit, in one command and one time budget —
 made to measure a lent GPU the moment one is at hand.
 
-Six sections run in this order, each timed and given a share of ``--budget-s`` (default
+Seven sections run in this order, each timed and given a share of ``--budget-s`` (default
 480 s; what a section leaves unused passes on to the later ones in proportion to their
 shares). A setting that would not fit in what is left becomes a "skipped: budget" row
 instead of overrunning, and a section that fails becomes an error row; the rest still run.
@@ -18,7 +18,9 @@ ratio           0.12   the same von-oswald (batch 2048) and minegishi (batch 128
                        process: the accelerator's speed-up (n/a without one)
 seeds           0.16   many vmapped seeds: steps/s and tasks/s of both models' training at
                        1, 8, 64, 256 seeds (compile time of each)
-recipes         0.36   ``iclab.run`` of von-oswald's default and the --quick presets of
+sweep           0.08   a sweep's grouped program: 16, 64, 256 minegishi points (learning
+                       rates lifted) as one program, against one ordinary run's steps/s
+recipes         0.28   ``iclab.run`` of von-oswald's default and the --quick presets of
                        reddy, kirsch, minegishi and rnn-vs-transformer, each in its own
                        process killed at the budget: wall time, steps/s, claims passed
 largest_batch   0.12   one seed's batch doubled until XLA runs out of memory or 2^22 tasks
@@ -67,7 +69,9 @@ from typing import Any, NamedTuple
 # minegishi_throughput and train_throughput are the scripts beside this one: benchmarks/ is
 # not a package, and Python puts the running script's folder on sys.path.
 import jax
+import jax.numpy as jnp
 import minegishi_throughput as mt
+import numpy as np
 import pandas as pd
 import train_throughput as tt
 
@@ -75,6 +79,7 @@ import iclab
 from iclab.config import flatten
 from iclab.recipes.classification.setup import PAPER_TRAINING
 from iclab.train import TrainConfig, Trainer
+from iclab.train.group import GroupProgram
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUDGET_S = 480.0
@@ -121,6 +126,8 @@ class Plan:
         batch_cap: the largest batch (tasks per step) it tries after the first.
         batch_steps: steps per timed chunk in that search.
         recipes: the recipe runs, in order of priority.
+        sweep_points: points (minegishi learning rates) trained as one program in the sweep
+            section, after one ordinary run.
     """
 
     name: str
@@ -140,6 +147,7 @@ class Plan:
     batch_cap: int
     batch_steps: int
     recipes: tuple[RecipeRun, ...]
+    sweep_points: tuple[int, ...]
 
 
 FULL = Plan(
@@ -150,7 +158,8 @@ FULL = Plan(
     batch_start={"minegishi": 8192, "von-oswald": 32_768}, batch_cap=2 ** 22, batch_steps=5,
     recipes=(RecipeRun("von-oswald", "default", {}), RecipeRun("reddy", "quick", {}),
              RecipeRun("kirsch", "quick", {}), RecipeRun("minegishi", "quick", {}),
-             RecipeRun("rnn-vs-transformer", "quick", {})))
+             RecipeRun("rnn-vs-transformer", "quick", {})),
+    sweep_points=(16, 64, 256))
 SHORT = Plan(
     name="short", throughput=((1, 2048), (8, 512)), pieces=False, repeats=3,
     tasks_per_chunk=tt.TASKS_PER_CHUNK // 4, min_steps=4, vo_batch=2048,
@@ -158,7 +167,8 @@ SHORT = Plan(
     minegishi_rounds={1: 2}, xla_flops=False, matmul={2048: 3, 512: 30}, matmul_inner=1,
     seeds=(1, 8),
     batch_start={"minegishi": 128, "von-oswald": 2048}, batch_cap=8192, batch_steps=4,
-    recipes=(RecipeRun("von-oswald", "default", {"train": {"steps": 500}}),))
+    recipes=(RecipeRun("von-oswald", "default", {"train": {"steps": 500}}),),
+    sweep_points=(4, 16))
 SMOKE = Plan(  # settings repeat shapes so that most chunks are compiled once only
     name="smoke", throughput=((1, 64),), pieces=False, repeats=1, tasks_per_chunk=256,
     min_steps=4, vo_batch=64,
@@ -169,7 +179,8 @@ SMOKE = Plan(  # settings repeat shapes so that most chunks are compiled once on
     batch_steps=4,
     recipes=(RecipeRun("von-oswald", "default", {
         "train": {"steps": 8, "eval_every": 4, "checkpoint_every": 8, "eval_size": 64},
-        "tuning_size": 64, "shift_episodes": 16}),))
+        "tuning_size": 64, "shift_episodes": 16}),),
+    sweep_points=(2,))
 
 
 class Budget:
@@ -316,6 +327,46 @@ def section_ratio(plan: Plan, budget: Budget) -> tuple[list[dict], dict]:
             row["note"] = "skipped: budget"
         rows.append(row)
     return rows, {"cpu_device": str(cpu), "accelerator": str(accelerator)}
+
+
+def section_sweep(plan: Plan, budget: Budget) -> tuple[list[dict], dict]:
+    """A sweep's grouped program (``iclab.train.GroupProgram``): minegishi points that
+    differ in their learning rate (lifted), one seed each, against one ordinary run's step
+    rate. The issue's GPU target: 64 points at >= 50 % of the single run's steps/s."""
+    trainer = minegishi_trainer(plan)
+    n_steps = plan.minegishi_train.eval_every
+    repeats = min(plan.repeats, 3)
+    started = time.perf_counter()
+    single = chunk_rate(trainer, 1, n_steps, repeats)
+    rows = [{"points": 1, "program": "one run", **single,
+             "point_steps_per_s": single["steps_per_s"], "share_of_single": 1.0}]
+    last = time.perf_counter() - started
+    log(f"  one run: {single['steps_per_s']:.1f} steps/s")
+    for n_points in plan.sweep_points:
+        # On a CPU, time grows with the points; on an accelerator, far less.
+        if not budget.fits(last * (n_points / rows[-1]["points"] if backend() == "cpu"
+                                   else 2.0)):
+            rows.append(skipped(points=n_points, program="grouped"))
+            continue
+        started = time.perf_counter()
+        lrs = np.geomspace(0.005, 0.05, n_points)
+        program = GroupProgram(trainer, {"train.lr": jnp.asarray(lrs, jnp.float32)}, None)
+        state = jax.tree.map(lambda *leaves: jnp.stack(leaves),
+                             *(trainer.init([0]) for _ in range(n_points)))
+        seconds, others = tt.time_calls(
+            lambda s, program=program: program.run_chunk(s, n_steps)[0], state, repeats)
+        rate = n_steps / statistics.median(seconds)
+        rows.append({"points": n_points, "program": "grouped", "seeds": 1,
+                     "batch": trainer.config.batch_size, "steps_per_chunk": n_steps,
+                     "chunk_seconds": seconds, "steps_per_s": rate,
+                     "point_steps_per_s": rate * n_points,
+                     "share_of_single": rate / single["steps_per_s"],
+                     "first_chunk_s": time.perf_counter() - started - sum(seconds),
+                     "other_processes_cpu_share": others})
+        last = time.perf_counter() - started
+        log(f"  {n_points} points: {rate:.1f} steps/s, {rate / single['steps_per_s']:.0%} "
+            "of one run's")
+    return rows, {}
 
 
 def section_seeds(plan: Plan, budget: Budget) -> tuple[list[dict], dict]:
@@ -493,7 +544,14 @@ SECTIONS = (
              ("steps_per_chunk", "steps", "d"), ("steps_per_s", "steps/s", ".1f"),
              ("tasks_per_s", "tasks/s", ".3g"), ("first_chunk_s", "compile + 1st s", ".1f"),
              ("other_processes_cpu_share", "busy", ".0%"), ("note", "note", "s"))),
-    Section("recipes", "the recipes' runs that fit (iclab.run, one process each)", 0.36,
+    Section("sweep", "a sweep's points as one program (minegishi learning rates, 1 seed "
+            "each)", 0.08, section_sweep,
+            (("program", "program", "s"), ("points", "points", "d"),
+             ("steps_per_s", "steps/s", ".1f"), ("point_steps_per_s", "point-steps/s", ".1f"),
+             ("share_of_single", "of one run's steps/s", ".0%"),
+             ("first_chunk_s", "compile + 1st s", ".1f"),
+             ("other_processes_cpu_share", "busy", ".0%"), ("note", "note", "s"))),
+    Section("recipes", "the recipes' runs that fit (iclab.run, one process each)", 0.28,
             section_recipes,
             (("run", "run", "s"), ("status", "status", "s"), ("wall_s", "wall s", ".0f"),
              ("train_steps", "train steps", "d"), ("steps_per_s", "steps/s (whole run)", ".1f"),

@@ -166,7 +166,7 @@ def fit_group(members: Sequence[GroupMember], lifted: Sequence[str], *,
     if sharding is not None:
         state = jax.device_put(state, sharding.state)
         hyper, episodes = jax.device_put((hyper, episodes), sharding.inputs)
-    program = _Points(members[0].trainer, hyper, episodes)
+    program = GroupProgram(members[0].trainer, hyper, episodes)
     state = train_chunks(program, records, state, first, progress=progress,
                          description=description)
     return [(program.part(state, index), record.train_table, record.eval_table)
@@ -204,9 +204,11 @@ def point_sharding(n_points: int, n_seeds: int) -> GroupSharding | None:
     return None
 
 
-class _Points:
+class GroupProgram:
     """The program of :func:`fit_group`: ``vmap`` over points (their lifted values and
-    evaluation episodes) of the representative trainer's ``vmap`` over seeds."""
+    evaluation episodes) of the representative trainer's ``vmap`` over seeds; ``state``
+    has axes (points, seeds, ...). ``eval_episodes`` (stacked over points) may be None
+    where only :meth:`run_chunk` is called (``benchmarks/device_suite.py`` times it)."""
 
     def __init__(self, trainer: Trainer, hyper: dict[str, jax.Array], eval_episodes: Any):
         self.hyper, self.eval_episodes = hyper, eval_episodes
@@ -238,5 +240,5 @@ def _stack(trees: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-__all__ = ["GroupMember", "GroupSharding", "ProgramSignature", "fit_group", "lift",
+__all__ = ["GroupMember", "GroupProgram", "GroupSharding", "ProgramSignature", "fit_group", "lift",
            "lifted_value", "point_sharding", "program_signature"]
