@@ -278,3 +278,19 @@ def test_kirsch_tests_each_regime_only_where_the_pools_reach_it(pools, tested):
     assert set(found) == tested
     if "memorisation_with_few_tasks" in found:
         assert found["memorisation_with_few_tasks"].value == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(("learner", "sgd", "passed"), [(0.41, 0.385, True), (0.30, 0.335, False),
+                                                        (0.5, 0.5, True)])
+def test_the_sgd_comparison_claims_the_learner_at_least_matches_online_sgd(learner, sgd, passed):
+    """Kirsch et al.'s comparison at equal context: the gap to online SGD, whatever the
+    other baselines score."""
+    compared = {"transformer": learner, "online_sgd": sgd, "logistic_regression": 0.9,
+                "knn": 0.9}
+    found = claims([16], [0.5], [0.5], chance=0.1, datasets={}, dataset_chance={},
+                   compared=compared, seq_len=60)
+    verdict = found["learner_matches_online_sgd"]
+    assert verdict.passed is passed and verdict.value == pytest.approx(learner - sgd)
+    assert "60-example" in verdict.statement
+    assert "learner_matches_online_sgd" not in claims([16], [0.5], [0.5], chance=0.1,
+                                                      datasets={}, dataset_chance={})
