@@ -40,16 +40,20 @@ def unigram_strategy(tokens: Int[Array, " seq"], n_states: int, pseudocount: Sca
 
 def ngram_strategy(tokens: Int[Array, " seq"], n_states: int, order: int = 1,
                    concentration: Scalar = 1.0) -> Float[Array, "seq n_states"]:
-    """The in-context ``(order + 1)``-gram: the posterior predictive of an order-``n``
-    chain whose rows have the prior ``Dirichlet(α·1)``, ``α = concentration``.
+    """The in-context ``(order + 1)``-gram: the posterior predictive of a chain of order
+    ``n = order`` whose rows have the prior ``Dirichlet(α·1)``, ``α = concentration``.
 
     With context ``c_t = (x_{t−n+1}, …, x_t)``, row ``t`` is ``P(x_{t+1} = j) = (N(c_t →
     j) + α) / (N(c_t → ·) + kα)``, where ``N(c → j)`` counts the positions ``s ≤ t`` whose
     ``n`` previous tokens are ``c`` and whose token is ``j`` (Dirichlet–multinomial
     conjugacy: the posterior of row ``c`` is ``Dirichlet(α + N(c → ·))``). For ``order = 1``
-    it is Edelman et al.'s statistical-induction-head (bigram) solution, the task's Bayes
-    predictor. Rows ``t < n − 1``, before a whole context has been seen, are uniform (as
-    in the authors' code).
+    it is Edelman et al.'s statistical-induction-head (bigram) solution, which they call
+    the Bayes-optimal predictor. Strictly it is the posterior given the transitions alone:
+    the task draws the first tokens from the chain's stationary distribution, whose factor
+    in the likelihood depends on ``P`` and is not conjugate, so the exact Bayes predictor
+    differs from it slightly (by one factor of the likelihood, less with every step).
+    Rows ``t < n − 1``, before a whole context has been seen, are uniform (as in the
+    authors' code).
     """
     seq = tokens.shape[0]
     n_contexts = n_states**order

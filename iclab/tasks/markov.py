@@ -88,7 +88,7 @@ class InContextMarkovChain:
             authors' code: 100).
         concentration: α of the rows' Dirichlet(α·1) prior (Edelman et al.: 1).
         order: n, the number of previous tokens the next one depends on (1: a Markov
-            chain, whose in-context Bayes predictor is the bigram strategy).
+            chain, whose in-context predictor is the bigram strategy).
         doubly_stochastic: columns sum to 1 too (Sinkhorn-normalised draws), so the
             stationary distribution is uniform and unigram statistics are useless.
     """
