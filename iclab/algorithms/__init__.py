@@ -16,3 +16,18 @@ __all__ = [
     "knn_logits", "log_grid_search", "logistic_regression_logits", "online_sgd_logits",
     "tune_gd", "tune_gd_plus_plus", "tune_online_sgd_lr",
 ]
+
+# In-context strategies on Markov-chain sequences (Edelman et al. 2024).
+from iclab.algorithms.markov import (
+    bigram_strategy,
+    kl_to_strategy,
+    markov_strategies,
+    ngram_strategy,
+    uniform_strategy,
+    unigram_strategy,
+)
+
+__all__ += [
+    "bigram_strategy", "kl_to_strategy", "markov_strategies", "ngram_strategy",
+    "uniform_strategy", "unigram_strategy",
+]

@@ -4,7 +4,8 @@ how those predictions are scored."""
 from iclab.formats.base import Format
 from iclab.formats.classification import ItemLabelTokens
 from iclab.formats.gpicl import SequenceLabelTokens, accuracy_by_position
+from iclab.formats.markov import StateTokens
 from iclab.formats.regression import InterleavedTokens, PairTokens, RegressionFormat
 
 __all__ = ["Format", "InterleavedTokens", "ItemLabelTokens", "PairTokens", "RegressionFormat",
-           "SequenceLabelTokens", "accuracy_by_position"]
+           "SequenceLabelTokens", "StateTokens", "accuracy_by_position"]

@@ -11,9 +11,12 @@ from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask
 from iclab.tasks.gpicl import evaluation_sets as gpicl_evaluation_sets
 from iclab.tasks.linear_regression import LinearRegression
+from iclab.tasks.markov import InContextMarkovChain, MarkovEpisode, stationary_distribution
+from iclab.tasks.markov import evaluation_sets as markov_evaluation_sets
 
 __all__ = [
     "BurstyClassification", "ClassificationEpisode", "GPICLEpisode", "GPICLTask",
-    "InContextMetaLearning", "LinearRegression", "RegressionEpisode", "Task", "evaluation_sets",
-    "gpicl_evaluation_sets",
+    "InContextMarkovChain", "InContextMetaLearning", "LinearRegression", "MarkovEpisode",
+    "RegressionEpisode", "Task", "evaluation_sets", "gpicl_evaluation_sets",
+    "markov_evaluation_sets", "stationary_distribution",
 ]

@@ -9,8 +9,9 @@ from jaxtyping import PRNGKeyArray
 from iclab.tasks.classification import ClassificationEpisode
 from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.gpicl import GPICLEpisode
+from iclab.tasks.markov import MarkovEpisode
 
-Episode = RegressionEpisode | ClassificationEpisode | GPICLEpisode
+Episode = RegressionEpisode | ClassificationEpisode | GPICLEpisode | MarkovEpisode
 """Any episode type a task produces (batched or, under ``vmap``, one episode)."""
 
 
