@@ -15,10 +15,13 @@ from iclab.algorithms import GDPlusPlus, GradientDescent
 from iclab.formats import InterleavedTokens, PairTokens
 from iclab.learners import ModelLearner, predict
 from iclab.models import (
+    FastWeightConfig,
     LSAConfig,
+    MambaConfig,
     ModelConfig,
     MultiHeadAttention,
     RecurrentConfig,
+    TitansConfig,
     TransformerConfig,
     ablate_head,
     attention_mask,
@@ -403,8 +406,10 @@ def test_transformer_outputs_at_equals_full_forward(getkey, config):
                                        rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("config", [LSAConfig(), TransformerConfig(d_model=8),
-                                    RecurrentConfig(hidden_size=8)])
+@pytest.mark.parametrize("config", [
+    LSAConfig(), TransformerConfig(d_model=8), RecurrentConfig(hidden_size=8),
+    MambaConfig(d_model=8, head="mlp"), FastWeightConfig(d_model=8, rule="gated_delta"),
+    TitansConfig(d_model=8, window=3, head="mlp")])
 def test_every_model_config_builds_from_d_in_and_d_out(config):
     """One contract: ``build(d_in, d_out, *, key)`` maps (seq, d_in) to (seq, d_out)."""
     assert isinstance(config, ModelConfig)

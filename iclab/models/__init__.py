@@ -3,6 +3,7 @@
 from iclab.models.attention import MultiHeadAttention, attention_mask
 from iclab.models.base import ModelConfig
 from iclab.models.cache import ActivationCache, run_with_cache
+from iclab.models.fast_weights import FastWeightConfig, FastWeightMemory, fast_weight_scan
 from iclab.models.hooks import Hooks, Intervention, ablate_head, clamp, run_with_hooks
 from iclab.models.label_embedding import LearnedLabels
 from iclab.models.lsa import LinearSelfAttention, LSAConfig, gd_construction
@@ -14,12 +15,17 @@ from iclab.models.size import (
     parameter_count,
     state_size,
 )
+from iclab.models.ssm import MambaConfig, SelectiveSSM, linear_recurrence
+from iclab.models.stack import SequenceStack
+from iclab.models.titans import NeuralMemory, TitansConfig, memory_scan
 from iclab.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
-    "ActivationCache", "Hooks", "Intervention", "LSAConfig", "LearnedLabels",
-    "LinearSelfAttention", "ModelConfig", "MultiHeadAttention", "RecurrentConfig",
-    "RecurrentModel", "Transformer", "TransformerConfig", "ablate_head", "activation_floats",
-    "attention_mask", "carried_floats", "clamp", "gd_construction", "model_size",
-    "parameter_count", "run_with_cache", "run_with_hooks", "state_size",
+    "ActivationCache", "FastWeightConfig", "FastWeightMemory", "Hooks", "Intervention",
+    "LSAConfig", "LearnedLabels", "LinearSelfAttention", "MambaConfig", "ModelConfig",
+    "MultiHeadAttention", "NeuralMemory", "RecurrentConfig", "RecurrentModel", "SelectiveSSM",
+    "SequenceStack", "TitansConfig", "Transformer", "TransformerConfig", "ablate_head",
+    "activation_floats", "attention_mask", "carried_floats", "clamp", "fast_weight_scan",
+    "gd_construction", "linear_recurrence", "memory_scan", "model_size", "parameter_count",
+    "run_with_cache", "run_with_hooks", "state_size",
 ]

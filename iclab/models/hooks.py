@@ -25,7 +25,15 @@ name                           shape                meaning
 ``read_in.out``                (s, hidden)          recurrent model: tokens after read-in
 ``layers.{l}.hidden``          (s, hidden)          recurrent layer l's hidden states
 ``layers.{l}.cell``            (s, hidden)          LSTM layer l's cell states (capture only)
+``blocks.{l}.ssm.state``       (s, d_inner, N)      selective SSM layer l's states h_t
+``blocks.{l}.memory.state``    (h, s, v, k)         fast weights W_t (capture only)
+``blocks.{l}.memory.z``        (h, s, v)            a memory's reads (fast weights, Titans)
 =============================  ===================  =======================================
+
+The recurrent memories' full site lists — ``read_in.out``, ``blocks.{l}.resid_pre`` /
+``resid_post``, and each mixer's sites under ``blocks.{l}.ssm`` or ``blocks.{l}.memory`` —
+are in :mod:`iclab.models.stack`, :mod:`iclab.models.ssm`, :mod:`iclab.models.fast_weights`
+and :mod:`iclab.models.titans`.
 """
 
 from __future__ import annotations

@@ -17,8 +17,11 @@ from jaxtyping import PyTree
 
 from iclab.config import require
 from iclab.models.base import ModelConfig
+from iclab.models.fast_weights import FastWeightConfig
 from iclab.models.lsa import LSAConfig
 from iclab.models.recurrent import RecurrentConfig
+from iclab.models.ssm import MambaConfig
+from iclab.models.titans import TitansConfig
 from iclab.models.transformer import TransformerConfig
 
 
@@ -30,7 +33,11 @@ def state_size(config: ModelConfig, seq_len: int, token_dim: int | None = None) 
     every transformer alike). Linear self-attention alike, with its key size (the token
     width ``token_dim`` when ``key_size`` is ``None``). Recurrent: hidden units × layers,
     independent of the sequence length (the h of an LSTM, not its c; again a factor common
-    to all LSTMs). The floats actually carried, values and cell states included, are
+    to all LSTMs). The recurrent memories, independent of the length too: the selective
+    SSM's states h, d_inner × d_state per layer; the fast weights W, key size × value size
+    per head and layer; the Titans memory's parameters M per head and layer, plus the keys
+    of its sliding-window attention (d_model × min(window, seq_len) per layer). The floats
+    actually carried — values, cell states, convolution buffers, Titans' momentum S — are
     :func:`carried_floats`.
     """
     require(seq_len >= 1, "seq_len", seq_len, "must be an integer >= 1")
@@ -45,16 +52,39 @@ def state_size(config: ModelConfig, seq_len: int, token_dim: int | None = None) 
         return key_size * config.n_heads * config.n_layers * seq_len
     if isinstance(config, RecurrentConfig):
         return config.hidden_size * config.n_layers
-    raise TypeError(f"no state size defined for {type(config).__name__}; "
-                    "known: TransformerConfig, LSAConfig, RecurrentConfig")
+    if isinstance(config, MambaConfig):
+        return config.d_inner * config.d_state * config.n_layers
+    if isinstance(config, FastWeightConfig):
+        return config.keys * config.values * config.n_heads * config.n_layers
+    if isinstance(config, TitansConfig):
+        keys = config.d_model * min(config.window, seq_len)
+        return (config.memory_size * config.n_heads + keys) * config.n_layers
+    raise TypeError(f"no state size defined for {type(config).__name__}; known: "
+                    "TransformerConfig, LSAConfig, RecurrentConfig, MambaConfig, "
+                    "FastWeightConfig, TitansConfig")
 
 
 def carried_floats(config: ModelConfig, seq_len: int, token_dim: int | None = None) -> int:
     """Floats a model carries from one token to the next when run step by step.
 
     Attention: its key and value cache, twice :func:`state_size`. LSTM: h and c,
-    2 × hidden × layers. GRU: h, hidden × layers, equal to its state size.
+    2 × hidden × layers. GRU: h, hidden × layers, equal to its state size. Selective SSM:
+    the states and the last d_conv − 1 inputs of its convolution, (d_state + d_conv − 1) ×
+    d_inner per layer. Fast weights: W and the last conv − 1 queries, keys and values.
+    Titans: M, the momentum S (with ``momentum``), the convolution's inputs, and the keys
+    and values of its attention window.
     """
+    if isinstance(config, MambaConfig):
+        buffer = (config.d_conv - 1) * config.d_inner * config.n_layers
+        return state_size(config, seq_len) + buffer
+    if isinstance(config, FastWeightConfig | TitansConfig):
+        per_token = config.n_heads * (2 * config.keys + config.values)
+        buffer = max(config.conv - 1, 0) * per_token * config.n_layers
+        if isinstance(config, FastWeightConfig):
+            return state_size(config, seq_len) + buffer
+        memory = config.memory_size * config.n_heads * (2 if config.momentum else 1)
+        window = 2 * config.d_model * min(config.window, seq_len)
+        return (memory + window) * config.n_layers + buffer
     per_unit = 1 if isinstance(config, RecurrentConfig) and config.cell == "gru" else 2
     return per_unit * state_size(config, seq_len, token_dim)
 
@@ -74,6 +104,24 @@ def activation_floats(config: ModelConfig, seq_len: int, token_dim: int) -> int:
         key_size = config.key_size or token_dim
         per_layer = (3 * config.n_heads * key_size * seq_len + 2 * config.n_heads * seq_len**2
                      + 2 * seq_len * width)
+    elif isinstance(config, MambaConfig):
+        width = config.d_model
+        inner = config.d_inner
+        # projections, convolution, Δ, the gate; decay, drive and states per state unit
+        per_layer = seq_len * (6 * inner + config.rank + 2 * config.d_state + 3 * width
+                               + 3 * inner * config.d_state
+                               + (10 * width if config.mlp else 0))
+    elif isinstance(config, FastWeightConfig | TitansConfig):
+        width = config.d_model
+        per_token = config.n_heads * (2 * config.keys + config.values)
+        if isinstance(config, FastWeightConfig):
+            memory = 2 * config.keys * config.values  # W_t kept for the backward pass
+        else:  # M_t, S_t and the gradient, and the MLP memory's activations
+            memory = 3 * config.memory_size + 2 * config.hidden
+        per_layer = seq_len * (3 * per_token + config.n_heads * (3 + memory) + 3 * width
+                               + (10 * width if config.mlp else 0))
+        if isinstance(config, TitansConfig) and config.window:
+            per_layer += 6 * seq_len * width + 2 * config.n_heads * seq_len**2
     else:
         width = config.hidden_size
         per_layer = 8 * seq_len * width  # four gates, hidden and cell states

@@ -24,13 +24,23 @@ import jax
 import numpy as np
 
 from iclab.config import from_dict, to_dict
-from iclab.models import LearnedLabels, LSAConfig, ModelConfig, RecurrentConfig, TransformerConfig
+from iclab.models import (
+    FastWeightConfig,
+    LearnedLabels,
+    LSAConfig,
+    MambaConfig,
+    ModelConfig,
+    RecurrentConfig,
+    TitansConfig,
+    TransformerConfig,
+)
 from iclab.store import RunStore
 from iclab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 MODEL_FILE = "model.npz"
 MODEL_KINDS: dict[str, type] = {"transformer": TransformerConfig, "recurrent": RecurrentConfig,
-                                "lsa": LSAConfig}
+                                "lsa": LSAConfig, "mamba": MambaConfig,
+                                "fast_weight": FastWeightConfig, "titans": TitansConfig}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +62,9 @@ class TrainedModel:
     """A reloaded trained model: one Equinox module per seed, and what it was trained on.
 
     Attributes:
-        config: the model's config (``TransformerConfig``, ``RecurrentConfig`` or
-            ``LSAConfig``).
+        config: the model's config (one of :data:`MODEL_KINDS`: ``TransformerConfig``,
+            ``RecurrentConfig``, ``LSAConfig``, ``MambaConfig``, ``FastWeightConfig``,
+            ``TitansConfig``).
         d_in, d_out: token width it reads, outputs it emits.
         seeds: the training seeds, in the order of ``models``.
         models: the trained modules, one per seed.
@@ -100,10 +111,17 @@ def load_trained_model(folder: str | Path) -> TrainedModel:
         raise CheckpointError(f"{meta_path}: not an iclab model description ({error!r}); "
                               f"expected the keys kind ({'|'.join(MODEL_KINDS)}), config, "
                               "d_in, d_out, seeds, about") from error
-    network = config.build(d_in, d_out, key=jax.random.key(0))
-    params, static = eqx.partition(network if labels is None else labels.wrap(network),
-                                   eqx.is_array)
-    template = jax.tree.map(lambda leaf: np.stack([leaf] * len(seeds)), params)
+
+    def network() -> eqx.Module:
+        built = config.build(d_in, d_out, key=jax.random.key(0))
+        return built if labels is None else labels.wrap(built)
+
+    # The model's structure, not its initial weights: nothing is drawn or compiled.
+    params, static = eqx.partition(
+        eqx.filter_eval_shape(network),
+        lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct) or eqx.is_array(leaf))
+    template = jax.tree.map(lambda leaf: np.broadcast_to(np.zeros((), leaf.dtype),
+                                                         (len(seeds), *leaf.shape)), params)
     stacked, _ = load_checkpoint(path, template)
     models = [eqx.combine(jax.tree.map(lambda leaf, i=i: leaf[i], stacked), static)
               for i in range(len(seeds))]
