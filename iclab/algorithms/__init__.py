@@ -1,7 +1,18 @@
-"""Classical in-context learners with the same predict signature as a trained model."""
+"""Classical in-context learners with the same predict signature as a trained model, and
+their predictions after every prefix of the context in one compiled call."""
 
-from iclab.algorithms.gradient_descent import GDPlusPlus, GradientDescent
+from iclab.algorithms.bayes import DMMSE, dmmse
+from iclab.algorithms.gradient_descent import GDPlusPlus, GradientDescent, OnlineSGD, averaging
+from iclab.algorithms.lasso import Lasso
 from iclab.algorithms.least_squares import Ridge, bayes_posterior_mean
+from iclab.algorithms.neighbours import NearestNeighbours
+from iclab.algorithms.newton import IterativeNewton
+from iclab.algorithms.prefix import (
+    ContextLearner,
+    masked_context,
+    next_point_predictions,
+    prefix_predictions,
+)
 from iclab.algorithms.sequence_classifiers import (
     SGD_LR_GRID,
     knn_logits,
@@ -12,7 +23,10 @@ from iclab.algorithms.sequence_classifiers import (
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
 __all__ = [
-    "SGD_LR_GRID", "GDPlusPlus", "GradientDescent", "Ridge", "bayes_posterior_mean",
-    "knn_logits", "log_grid_search", "logistic_regression_logits", "online_sgd_logits",
-    "tune_gd", "tune_gd_plus_plus", "tune_online_sgd_lr",
+    "DMMSE", "SGD_LR_GRID", "ContextLearner", "GDPlusPlus", "GradientDescent",
+    "IterativeNewton", "Lasso", "NearestNeighbours", "OnlineSGD", "Ridge", "averaging",
+    "bayes_posterior_mean", "dmmse", "knn_logits", "log_grid_search",
+    "logistic_regression_logits", "masked_context", "next_point_predictions",
+    "online_sgd_logits", "prefix_predictions", "tune_gd", "tune_gd_plus_plus",
+    "tune_online_sgd_lr",
 ]
