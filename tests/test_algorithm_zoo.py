@@ -63,7 +63,7 @@ def _variants(pool: DMMSE) -> dict[str, ContextLearner]:
 
 
 # each overrides ContextLearner.prefix_fits; Garg's convention checks them with many queries
-FAST_PATHS = ("ols", "ridge", "gd", "sgd", "dmmse")
+FAST_PATHS = ("ols", "ridge", "gd", "lasso", "sgd", "dmmse")
 ORDERED = ("sgd", "knn")  # order or position matters: checked with a non-prefix mask
 
 
@@ -185,9 +185,9 @@ def test_lasso_is_sklearn_lasso(zoo):
             return model.predict(q[None])[0]
         return fit
 
-    converged = _per_prefix(sklearn(100_000, 1e-14), x, y, q)
-    np.testing.assert_allclose(results["lasso"]["prefix"], converged, rtol=1e-7, atol=1e-8)
+    _check(results, "lasso", sklearn(100_000, 1e-14), x, y, q, rtol=1e-7, atol=1e-8)
     assert sum(zeros) > 0
+    converged = _per_prefix(sklearn(100_000, 1e-14), x, y, q)
     two = _per_prefix(sklearn(2, 0.0), x, y, q)
     np.testing.assert_allclose(results["lasso_2"]["prefix"], two, rtol=1e-10, atol=1e-12)
     assert np.abs(two - converged).max() > 1e-3  # two sweeps are not converged

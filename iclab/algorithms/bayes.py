@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from iclab.algorithms.prefix import ContextLearner
+from iclab.algorithms.prefix import ContextLearner, running_sums
 from iclab.config import require
 from iclab.tasks.linear_regression import LinearRegression
 
@@ -47,9 +47,7 @@ class DMMSE(ContextLearner):
 
     def prefix_fits(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
                     queries: Float[Array, "ctx+1 d"]) -> Float[Array, " ctx+1"]:
-        squared = jnp.cumsum((y[:, None] - x @ self.pool.T) ** 2, axis=0)  # prefixes 1 … N
-        squared = jnp.concatenate([jnp.zeros((1, self.pool.shape[0]), x.dtype), squared])
-        return self._predict(squared, queries)
+        return self._predict(running_sums((y[:, None] - x @ self.pool.T) ** 2), queries)
 
 
 def dmmse(task: LinearRegression) -> DMMSE:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from iclab.algorithms.prefix import GramLearner
+from iclab.algorithms.prefix import GramLearner, running_sums
 from iclab.config import require
 
 
@@ -41,17 +41,30 @@ class Lasso(GramLearner):
     def from_moments(self, gram: Float[Array, "d d"], moment: Float[Array, " d"],
                      count: Float[Array, ""], query: Float[Array, " d"]) -> Float[Array, ""]:
         n = jnp.maximum(count, 1.0)
-        gram, moment = gram / n, moment / n
-        diagonal = jnp.diagonal(gram)
+        return self._descend(gram / n, moment / n) @ query
+
+    def prefix_fits(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
+                    queries: Float[Array, "ctx+1 d"]) -> Float[Array, " ctx+1"]:
+        # every prefix in one descent, prefixes on the last axis: the vectorised one
+        n = jnp.maximum(jnp.arange(y.shape[0] + 1, dtype=x.dtype), 1.0)
+        gram = running_sums(x[:, :, None] * x[:, None, :]) / n[:, None, None]
+        moment = running_sums(y[:, None] * x) / n[:, None]
+        w = self._descend(jnp.moveaxis(gram, 0, -1), moment.T)
+        return jnp.sum(w.T * queries, axis=-1)
+
+    def _descend(self, gram: Float[Array, "d d *prefixes"], moment: Float[Array, " d *prefixes"]
+                 ) -> Float[Array, " d *prefixes"]:
+        """``sweeps`` cyclic sweeps from w = 0 on ``G = gram``, ``Xᵀy/n = moment``, for
+        every problem along the trailing axes."""
+        diagonal = jnp.stack([gram[i, i] for i in range(gram.shape[0])])
         scale = jnp.where(diagonal > 0, 1.0 / jnp.where(diagonal > 0, diagonal, 1.0), 0.0)
 
         def coordinate(i, w):
-            rho = moment[i] - gram[i] @ w + diagonal[i] * w[i]
+            rho = moment[i] - jnp.sum(gram[i] * w, axis=0) + diagonal[i] * w[i]
             shrunk = jnp.sign(rho) * jnp.maximum(jnp.abs(rho) - self.penalty, 0.0)
             return w.at[i].set(shrunk * scale[i])  # a zero column keeps w_i = 0
 
         def sweep(_, w):
             return jax.lax.fori_loop(0, moment.shape[0], coordinate, w)
 
-        w = jax.lax.fori_loop(0, self.sweeps, sweep, jnp.zeros_like(moment))
-        return w @ query
+        return jax.lax.fori_loop(0, self.sweeps, sweep, jnp.zeros_like(moment))

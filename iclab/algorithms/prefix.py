@@ -68,13 +68,20 @@ class GramLearner(ContextLearner):
 
     def prefix_fits(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
                     queries: Float[Array, "ctx+1 d"]) -> Float[Array, " ctx+1"]:
-        dim = x.shape[1]
-        gram = jnp.cumsum(x[:, :, None] * x[:, None, :], axis=0)
-        moment = jnp.cumsum(y[:, None] * x, axis=0)
-        gram = jnp.concatenate([jnp.zeros((1, dim, dim), x.dtype), gram])
-        moment = jnp.concatenate([jnp.zeros((1, dim), x.dtype), moment])
+        gram = running_sums(x[:, :, None] * x[:, None, :])
+        moment = running_sums(y[:, None] * x)
         counts = jnp.arange(y.shape[0] + 1, dtype=x.dtype)
         return jax.vmap(self.from_moments)(gram, moment, counts, queries)
+
+
+def running_sums(terms: Float[Array, " n *rest"]) -> Float[Array, " n+1 *rest"]:
+    """``Σ_{j<k} terms[j]`` for k = 0 … n (a zero first row).
+
+    An associative scan: ``jnp.cumsum`` lowers to a windowed reduction, quadratic in n on
+    CPU.
+    """
+    sums = jax.lax.associative_scan(jnp.add, terms, axis=0)
+    return jnp.concatenate([jnp.zeros_like(terms[:1]), sums])
 
 
 def masked_context(x: Float[Array, "ctx d"], y: Float[Array, " ctx"], seen: Bool[Array, " ctx"]
