@@ -9,6 +9,7 @@ from iclab.algorithms.neighbours import NearestNeighbours
 from iclab.algorithms.newton import IterativeNewton
 from iclab.algorithms.prefix import (
     ContextLearner,
+    GramLearner,
     masked_context,
     next_point_predictions,
     prefix_predictions,
@@ -23,7 +24,7 @@ from iclab.algorithms.sequence_classifiers import (
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
 __all__ = [
-    "DMMSE", "SGD_LR_GRID", "ContextLearner", "GDPlusPlus", "GradientDescent",
+    "DMMSE", "SGD_LR_GRID", "ContextLearner", "GDPlusPlus", "GradientDescent", "GramLearner",
     "IterativeNewton", "Lasso", "NearestNeighbours", "OnlineSGD", "Ridge", "averaging",
     "bayes_posterior_mean", "dmmse", "knn_logits", "log_grid_search",
     "logistic_regression_logits", "masked_context", "next_point_predictions",
