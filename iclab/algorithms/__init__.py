@@ -1,7 +1,10 @@
 """Classical in-context learners with the same predict signature as a trained model, and
-the in-context strategies a sequence model is compared with (Markov chains)."""
+their predictions after every prefix of the context in one compiled call; and the
+in-context strategies a sequence model is compared with on Markov chains."""
 
-from iclab.algorithms.gradient_descent import GDPlusPlus, GradientDescent
+from iclab.algorithms.bayes import DMMSE, dmmse
+from iclab.algorithms.gradient_descent import GDPlusPlus, GradientDescent, OnlineSGD, averaging
+from iclab.algorithms.lasso import Lasso
 from iclab.algorithms.least_squares import Ridge, bayes_posterior_mean
 from iclab.algorithms.markov import (
     bigram_strategy,
@@ -10,6 +13,15 @@ from iclab.algorithms.markov import (
     ngram_strategy,
     uniform_strategy,
     unigram_strategy,
+)
+from iclab.algorithms.neighbours import NearestNeighbours
+from iclab.algorithms.newton import IterativeNewton
+from iclab.algorithms.prefix import (
+    ContextLearner,
+    GramLearner,
+    masked_context,
+    next_point_predictions,
+    prefix_predictions,
 )
 from iclab.algorithms.sequence_classifiers import (
     SGD_LR_GRID,
@@ -21,9 +33,34 @@ from iclab.algorithms.sequence_classifiers import (
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
 __all__ = [
-    "SGD_LR_GRID", "GDPlusPlus", "GradientDescent", "Ridge", "bayes_posterior_mean",
-    "bigram_strategy", "kl_to_strategy", "knn_logits", "log_grid_search",
-    "logistic_regression_logits", "markov_strategies", "ngram_strategy", "online_sgd_logits",
-    "tune_gd", "tune_gd_plus_plus", "tune_online_sgd_lr", "uniform_strategy",
+    "DMMSE",
+    "SGD_LR_GRID",
+    "ContextLearner",
+    "GDPlusPlus",
+    "GradientDescent",
+    "GramLearner",
+    "IterativeNewton",
+    "Lasso",
+    "NearestNeighbours",
+    "OnlineSGD",
+    "Ridge",
+    "averaging",
+    "bayes_posterior_mean",
+    "bigram_strategy",
+    "dmmse",
+    "kl_to_strategy",
+    "knn_logits",
+    "log_grid_search",
+    "logistic_regression_logits",
+    "markov_strategies",
+    "masked_context",
+    "next_point_predictions",
+    "ngram_strategy",
+    "online_sgd_logits",
+    "prefix_predictions",
+    "tune_gd",
+    "tune_gd_plus_plus",
+    "tune_online_sgd_lr",
+    "uniform_strategy",
     "unigram_strategy",
 ]

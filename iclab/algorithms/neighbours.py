@@ -1,0 +1,34 @@
+"""k-nearest-neighbours regression as an in-context learner (a baseline of Garg et al. 2022)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+from iclab.algorithms.prefix import ContextLearner
+from iclab.config import require
+
+
+class NearestNeighbours(ContextLearner):
+    """The mean target of the ``k`` context inputs nearest to the query (Euclidean).
+
+    With n < k pairs it averages all n (``k`` is clipped to n), and with none predicts 0.
+    Equidistant inputs are taken in context order. scikit-learn's
+    ``KNeighborsRegressor(n_neighbors=min(k, n))``.
+    """
+
+    k: int = eqx.field(static=True, default=3)
+
+    def __check_init__(self) -> None:
+        require(self.k >= 1, "NearestNeighbours.k", self.k, "must be an integer >= 1")
+
+    def fit_predict(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
+                    seen: Bool[Array, " ctx"], query: Float[Array, " d"]) -> Float[Array, ""]:
+        distance = jnp.where(seen, jnp.sum((x - query) ** 2, axis=-1), jnp.inf)
+        k = min(self.k, y.shape[0])
+        _, nearest = jax.lax.top_k(-distance, k)  # lower index first among ties
+        used = jnp.minimum(k, jnp.sum(seen))
+        total = jnp.sum(jnp.where(jnp.arange(k) < used, y[nearest], 0.0))
+        return total / jnp.maximum(used, 1).astype(y.dtype)

@@ -1,0 +1,142 @@
+"""Classical learners evaluated at every prefix of the context in one compiled call.
+
+A :class:`ContextLearner` fits the context pairs a boolean mask selects. A mask keeps every
+shape fixed, so the predictions after each prefix length n = 0 … N are one ``vmap`` over
+masks rather than a Python loop over ``episodes.with_context(n)``; learners whose fits
+share work across prefixes (running sums, one pass of SGD, one factorisation) override
+:meth:`ContextLearner.prefix_fits` with a cheaper equivalent.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+from iclab.config import require
+from iclab.learners import Learner
+from iclab.tasks.episode import RegressionEpisode
+
+
+class ContextLearner(Learner):
+    """A learner that can fit any subset of its context pairs, given as a mask.
+
+    ``fit_predict(x, y, seen, query)`` predicts ``query``'s target from the pairs ``j``
+    with ``seen[j]``, in their order: it equals the learner called on an episode that holds
+    those pairs only. With no pair seen, it is the learner's prediction before any data
+    (0 for all but :class:`~iclab.algorithms.DMMSE`, which gives its prior mean). Unseen
+    rows may hold any finite values.
+    """
+
+    @abc.abstractmethod
+    def fit_predict(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
+                    seen: Bool[Array, " ctx"], query: Float[Array, " d"]) -> Float[Array, ""]:
+        """The prediction for ``query`` from the pairs ``seen`` selects."""
+
+    def __call__(self, episode: RegressionEpisode) -> Float[Array, ""]:
+        seen = jnp.ones(episode.context_y.shape, bool)
+        return self.fit_predict(episode.context_x, episode.context_y, seen, episode.query_x)
+
+    def prefix_fits(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
+                    queries: Float[Array, "ctx+1 d"]) -> Float[Array, " ctx+1"]:
+        """Entry n: the prediction for ``queries[n]`` from the first n pairs, n = 0 … N."""
+        seen = jnp.arange(y.shape[0])[None, :] < jnp.arange(y.shape[0] + 1)[:, None]
+        return jax.vmap(self.fit_predict, (None, None, 0, 0))(x, y, seen, queries)
+
+
+class GramLearner(ContextLearner):
+    """A learner that reads its context only through ``XᵀX``, ``Xᵀy`` and the count n.
+
+    Its prefixes share running sums: ``prefix_fits`` accumulates the moments once, in
+    O(N d²), instead of recomputing them from the masked context for every prefix.
+    """
+
+    @abc.abstractmethod
+    def from_moments(self, gram: Float[Array, "d d"], moment: Float[Array, " d"],
+                     count: Float[Array, ""], query: Float[Array, " d"]) -> Float[Array, ""]:
+        """The prediction for ``query`` from ``gram = XᵀX``, ``moment = Xᵀy`` over ``count``
+        pairs (zero moments and count when no pair is seen)."""
+
+    def fit_predict(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
+                    seen: Bool[Array, " ctx"], query: Float[Array, " d"]) -> Float[Array, ""]:
+        x, y, count = masked_context(x, y, seen)
+        return self.from_moments(x.T @ x, x.T @ y, count, query)
+
+    def prefix_fits(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
+                    queries: Float[Array, "ctx+1 d"]) -> Float[Array, " ctx+1"]:
+        gram = running_sums(x[:, :, None] * x[:, None, :])
+        moment = running_sums(y[:, None] * x)
+        counts = jnp.arange(y.shape[0] + 1, dtype=x.dtype)
+        return jax.vmap(self.from_moments)(gram, moment, counts, queries)
+
+
+def running_sums(terms: Float[Array, " n *rest"]) -> Float[Array, " n+1 *rest"]:
+    """``Σ_{j<k} terms[j]`` for k = 0 … n (a zero first row).
+
+    An associative scan: ``jnp.cumsum`` lowers to a windowed reduction, quadratic in n on
+    CPU.
+    """
+    sums = jax.lax.associative_scan(jnp.add, terms, axis=0)
+    return jnp.concatenate([jnp.zeros_like(terms[:1]), sums])
+
+
+def masked_context(x: Float[Array, "ctx d"], y: Float[Array, " ctx"], seen: Bool[Array, " ctx"]
+                   ) -> tuple[Float[Array, "ctx d"], Float[Array, " ctx"], Float[Array, ""]]:
+    """The context with unseen rows set to zero, and the number of rows seen.
+
+    Zero rows add nothing to ``XᵀX`` or ``Xᵀy``, so sums over the masked context are sums
+    over the seen pairs; averages divide by the count instead of the context length.
+    """
+    return (jnp.where(seen[:, None], x, 0.0), jnp.where(seen, y, 0.0),
+            jnp.sum(seen, dtype=x.dtype))
+
+
+@eqx.filter_jit
+def prefix_predictions(learner: ContextLearner, episodes: RegressionEpisode, chunk: int = 32
+                       ) -> Float[Array, "batch ctx"]:
+    """Each episode's query prediction after every prefix of its context.
+
+    Entry ``[b, n − 1]`` is ``learner`` called on ``episodes.with_context(n)[b]``, for
+    n = 1 … N: the query curve of an ICL plot, from one compiled call. Episodes run
+    ``chunk`` at a time (a ``lax.map``): a small chunk keeps the per-prefix state of
+    iterative learners in cache and bounds the memory of those holding per-prefix
+    matrices (dMMSE holds ``chunk × (N + 1) × pool`` numbers).
+    """
+    require(chunk >= 1, "chunk", chunk, "must be an integer >= 1")
+
+    def one(episode: RegressionEpisode) -> Float[Array, " ctx"]:
+        queries = jnp.broadcast_to(episode.query_x, (episode.context_y.shape[0] + 1,
+                                                     episode.query_x.shape[0]))
+        return learner.prefix_fits(episode.context_x, episode.context_y, queries)[1:]
+
+    return _map(one, episodes, chunk)
+
+
+@eqx.filter_jit
+def next_point_predictions(learner: ContextLearner, episodes: RegressionEpisode,
+                           chunk: int = 32) -> Float[Array, "batch points"]:
+    """Garg et al.'s (2022) convention: every point predicted from the pairs before it.
+
+    Entry ``[b, n]`` predicts ``context_y[b, n]`` (the query's target for n = N) from the
+    first n context pairs, n = 0 … N — the per-position predictions a causal model makes
+    on the interleaved prompt, scored against ``concat(context_y, query_y)``.
+    """
+    require(chunk >= 1, "chunk", chunk, "must be an integer >= 1")
+
+    def one(episode: RegressionEpisode) -> Float[Array, " points"]:
+        queries = jnp.concatenate([episode.context_x, episode.query_x[None]])
+        return learner.prefix_fits(episode.context_x, episode.context_y, queries)
+
+    return _map(one, episodes, chunk)
+
+
+def _map(one: Callable[[RegressionEpisode], Array], episodes: RegressionEpisode, chunk: int
+         ) -> Array:
+    """``one`` over the episodes, ``chunk`` at a time (all at once if they fit in one)."""
+    if episodes.query_y.shape[0] <= chunk:
+        return jax.vmap(one)(episodes)
+    return jax.lax.map(one, episodes, batch_size=chunk)
