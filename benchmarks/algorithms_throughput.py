@@ -17,12 +17,12 @@ is the reference's time per prompt over the zoo's, both measured in this run; ``
 compares the two on the prompts the reference ran (float32 against float64; both Lassos
 run the same 100 sweeps of coordinate descent).
 
-    python benchmarks/algorithms_throughput.py [--quick] [--out PATH]
+    python benchmarks/algorithms_throughput.py [--quick] [--ref-seconds S] [--out PATH]
 
 Prints a table and writes JSON, with the jax version, device, CPU count and the share of
 the CPUs other processes used while timing (``busy``), to
-``benchmarks/results/algorithms_throughput.json``. ``--quick`` times 1000 prompts and
-gives each reference about a second.
+``benchmarks/results/algorithms_throughput.json``. About 6 minutes on a 2-core CPU;
+``--quick`` times 1000 prompts and gives each reference about a second (about 2 minutes).
 """
 
 from __future__ import annotations
