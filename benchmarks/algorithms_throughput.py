@@ -10,17 +10,19 @@ learner's own arithmetic for the iterative ones) and with scikit-learn's estimat
 one exists (OLS, ridge, Lasso, k-NN). Online SGD's one pass gives all its prefixes, and so
 does dMMSE's second reference, from running sums of squared residuals. References
 are slow, so each runs on the first prompts for about ``--ref-seconds`` and its time is
-scaled to all prompts; the table says how many it ran. ``speedup`` is the reference's
-time per prompt over the zoo's, both measured in this run; ``max |Δ|`` compares the two
-on the prompts the reference ran (float32 against float64; both Lassos run the same
-100 sweeps of coordinate descent).
+scaled to all prompts; the table says how many it ran. They run on one thread (BLAS and
+OpenMP limited by threadpoolctl): their problems are too small to gain from more, and
+idle-spinning threads slow them badly when other processes share the cores. ``speedup``
+is the reference's time per prompt over the zoo's, both measured in this run; ``max |Δ|``
+compares the two on the prompts the reference ran (float32 against float64; both Lassos
+run the same 100 sweeps of coordinate descent).
 
-    python benchmarks/algorithms_throughput.py [--quick] [--out PATH]
+    python benchmarks/algorithms_throughput.py [--quick] [--ref-seconds S] [--out PATH]
 
 Prints a table and writes JSON, with the jax version, device, CPU count and the share of
 the CPUs other processes used while timing (``busy``), to
-``benchmarks/results/algorithms_throughput.json``. ``--quick`` times 1000 prompts and
-gives each reference about a second.
+``benchmarks/results/algorithms_throughput.json``. About 6 minutes on a 2-core CPU;
+``--quick`` times 1000 prompts and gives each reference about a second (about 2 minutes).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from sklearn.linear_model import Lasso as SklearnLasso
 from sklearn.linear_model import LinearRegression as SklearnLinearRegression
 from sklearn.linear_model import Ridge as SklearnRidge
 from sklearn.neighbors import KNeighborsRegressor
+from threadpoolctl import threadpool_limits
 from train_throughput import cpu_seconds, environment, warn_if_busy
 
 from iclab.algorithms import (
@@ -205,11 +208,12 @@ def time_reference(algorithm: Algorithm, data: tuple[np.ndarray, ...], budget_s:
             return algorithm.curve(x[b], y[b], q[b])
         return np.array([algorithm.fit(x[b, :n], y[b, :n], q[b]) for n in range(1, y.shape[1] + 1)])
 
-    curve(0)  # untimed: a library's first call sets itself up
-    curves, busy, start = [], _Busy(), time.perf_counter()
-    while len(curves) < len(x) and (not curves or time.perf_counter() - start < budget_s):
-        curves.append(curve(len(curves)))
-    seconds = time.perf_counter() - start
+    with threadpool_limits(limits=1):  # tiny problems: threads only add overhead
+        curve(0)  # untimed: a library's first call sets itself up
+        curves, busy, start = [], _Busy(), time.perf_counter()
+        while len(curves) < len(x) and (not curves or time.perf_counter() - start < budget_s):
+            curves.append(curve(len(curves)))
+        seconds = time.perf_counter() - start
     return {"ref_prompts": len(curves), "ref_measured_s": seconds,
             "ref_s": seconds / len(curves) * len(x), "ref_busy": busy.share(seconds),
             "curves": np.array(curves)}
