@@ -26,7 +26,9 @@ TINY_TRAIN = ["--train.steps", "20", "--train.eval-every", "10", "--train.checkp
               "10", "--train.eval-size", "16", "--no-progress"]
 KIRSCH = ["--tasks-log2", "0", "2", "--task.seq-len", "12", "--model.max-len", "12",
           "--datasets", "digits", "iris", "--warmup.steps", "10", "--sgd-comparison.seq-len",
-          "16", "--sgd-comparison.steps", "10", *TINY_TRAIN]
+          "12", "--sgd-comparison.steps", "10", *TINY_TRAIN]
+# The comparison's sequences as long as the pools': its programs are the pools' (compiled
+# once for the test session), so it costs the fixture little.
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +64,13 @@ def test_kirsch_run_folder(kirsch_run):
     # Pools 2^0 and 2^2 reach only the memorisation regime: no claim about many tasks.
     assert set(summary.claims) == {"memorisation_with_few_tasks", "transfers_to_unseen_datasets",
                                    "learner_matches_online_sgd"}
-    # The comparison with SGD: the largest pool again, on 16-example sequences.
+    # The comparison with SGD: the largest pool again, with its own warm-up.
     comparison = load_run(kirsch_run / "sgd-comparison")
-    assert comparison.config.task.seq_len == comparison.config.model.max_len == 16
+    assert comparison.config.task.seq_len == comparison.config.model.max_len == 12
     assert comparison.config.task.n_tasks_log2 == 2 and comparison.config.train.steps == 10
+    assert (kirsch_run / "sgd-comparison" / "warmup" / "model.npz").exists()
     curves = RunStore(kirsch_run).read_arrays("sgd_comparison.npz")["accuracy"]
-    assert curves.shape == (4, 16)  # the learner and three baselines, positions
+    assert curves.shape == (4, 12)  # the learner and three baselines, positions
     np.testing.assert_array_equal(curves[0], RunStore(comparison.path).read_arrays(
         "results.npz")["accuracy"][0, 1])  # one seed: its unseen-task curve
     gap = summary.claims["learner_matches_online_sgd"].value
