@@ -47,7 +47,7 @@ are given.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -67,8 +67,53 @@ Rule = Literal["hebbian", "delta", "gated_delta"]
 RULES = ("hebbian", "delta", "gated_delta")
 
 
+class MultiHeadMemory:
+    """What a multi-head memory config (:class:`FastWeightConfig`,
+    :class:`~iclab.models.titans.TitansConfig`) shares: its per-head key and value sizes,
+    and :meth:`require_heads`, the checks of the fields both have."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    key_size: int | None
+    value_size: int | None
+    conv: int
+    activation: str
+    head: str
+
+    @property
+    def keys(self) -> int:
+        """The per-head key size."""
+        return self.key_size or self.d_model // self.n_heads
+
+    @property
+    def values(self) -> int:
+        """The per-head value size."""
+        return self.value_size or self.keys
+
+    def require_heads(self) -> None:
+        """d_model, n_layers, n_heads, key_size, value_size >= 1, conv >= 0, heads dividing
+        d_model when the key size is left to them, and a known activation and head."""
+        for name in ("d_model", "n_layers", "n_heads"):
+            value = getattr(self, name)
+            require(value >= 1, f"model.{name}", value, "must be an integer >= 1")
+        for name in ("key_size", "value_size"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"model.{name}", value,
+                    "must be None or an integer >= 1")
+        require(self.key_size is not None or self.d_model % self.n_heads == 0,
+                "model.n_heads", self.n_heads,
+                f"must divide model.d_model={self.d_model} when model.key_size is None")
+        conv = self.conv
+        require(conv >= 0, "model.conv", conv, "must be an integer >= 0 (0: no convolution)")
+        activation, head = self.activation, self.head
+        require(activation in ("silu", "identity"), "model.activation", activation,
+                "must be 'silu' or 'identity'")
+        require(head in ("linear", "mlp"), "model.head", head, "must be 'linear' or 'mlp'")
+
+
 @dataclasses.dataclass(frozen=True)
-class FastWeightConfig:
+class FastWeightConfig(MultiHeadMemory):
     """Shape and options of a stack of fast-weight memory layers (a :class:`SequenceStack`
     of :class:`FastWeightMemory` mixers).
 
@@ -103,21 +148,7 @@ class FastWeightConfig:
         require_numbers(self, "model.")
         require(self.rule in RULES, "model.rule", self.rule,
                 "must be 'hebbian', 'delta' or 'gated_delta'")
-        require_heads(self)
-        require(self.activation in ("silu", "identity"), "model.activation", self.activation,
-                "must be 'silu' or 'identity'")
-        require(self.head in ("linear", "mlp"), "model.head", self.head,
-                "must be 'linear' or 'mlp'")
-
-    @property
-    def keys(self) -> int:
-        """The per-head key size."""
-        return self.key_size or self.d_model // self.n_heads
-
-    @property
-    def values(self) -> int:
-        """The per-head value size."""
-        return self.value_size or self.keys
+        self.require_heads()
 
     def require_fits(self, d_in: int, seq_len: int, prefix: str = "model") -> None:
         """Raise :class:`~iclab.errors.ConfigError`, naming ``prefix.conv``, when the
@@ -134,24 +165,6 @@ class FastWeightConfig:
                 block.append(("mlp", PositionwiseMLP(self.d_model, key=keys[2 * layer + 1])))
             blocks.append(block)
         return SequenceStack(d_in, d_out, self.d_model, blocks, head=self.head, key=k_stack)
-
-
-def require_heads(config: Any) -> None:
-    """The size checks a multi-head memory config shares: d_model, n_layers, n_heads,
-    key_size, value_size >= 1, conv >= 0, and heads dividing d_model when the key size is
-    left to them."""
-    for name in ("d_model", "n_layers", "n_heads"):
-        value = getattr(config, name)
-        require(value >= 1, f"model.{name}", value, "must be an integer >= 1")
-    for name in ("key_size", "value_size"):
-        value = getattr(config, name)
-        require(value is None or value >= 1, f"model.{name}", value,
-                "must be None or an integer >= 1")
-    require(config.key_size is not None or config.d_model % config.n_heads == 0,
-            "model.n_heads", config.n_heads,
-            f"must divide model.d_model={config.d_model} when model.key_size is None")
-    require(config.conv >= 0, "model.conv", config.conv,
-            "must be an integer >= 0 (0: no convolution)")
 
 
 class Features(eqx.Module):

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from iclab.config import require, require_numbers
-from iclab.models.fast_weights import Features, gate, rates, require_heads
+from iclab.models.fast_weights import Features, MultiHeadMemory, gate, rates
 from iclab.models.hooks import Hooks, call_hook
 from iclab.models.stack import PositionwiseMLP, SequenceStack, SlidingWindowAttention
 
@@ -69,7 +69,7 @@ MemoryParams = tuple[Array, ...]
 
 
 @dataclasses.dataclass(frozen=True)
-class TitansConfig:
+class TitansConfig(MultiHeadMemory):
     """Shape and options of a stack of Titans memory layers (a :class:`SequenceStack` of
     :class:`NeuralMemory` mixers, with sliding-window attention in MAL).
 
@@ -110,7 +110,7 @@ class TitansConfig:
 
     def __post_init__(self) -> None:
         require_numbers(self, "model.")
-        require_heads(self)
+        self.require_heads()
         require(self.memory in ("linear", "mlp"), "model.memory", self.memory,
                 "must be 'linear' or 'mlp'")
         require(self.memory_hidden is None or self.memory_hidden >= 1, "model.memory_hidden",
@@ -120,20 +120,6 @@ class TitansConfig:
         require(self.window == 0 or self.d_model % self.n_heads == 0, "model.n_heads",
                 self.n_heads, f"must divide model.d_model={self.d_model} with attention "
                 "(model.window > 0)")
-        require(self.activation in ("silu", "identity"), "model.activation", self.activation,
-                "must be 'silu' or 'identity'")
-        require(self.head in ("linear", "mlp"), "model.head", self.head,
-                "must be 'linear' or 'mlp'")
-
-    @property
-    def keys(self) -> int:
-        """The per-head key size."""
-        return self.key_size or self.d_model // self.n_heads
-
-    @property
-    def values(self) -> int:
-        """The per-head value size."""
-        return self.value_size or self.keys
 
     @property
     def hidden(self) -> int:
