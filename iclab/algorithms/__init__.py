@@ -21,6 +21,9 @@ from iclab.algorithms.prefix import (
     GramLearner,
     masked_context,
     next_point_predictions,
+    point_errors,
+    point_predictions,
+    point_targets,
     prefix_predictions,
 )
 from iclab.algorithms.sequence_classifiers import (
@@ -57,6 +60,9 @@ __all__ = [
     "next_point_predictions",
     "ngram_strategy",
     "online_sgd_logits",
+    "point_errors",
+    "point_predictions",
+    "point_targets",
     "prefix_predictions",
     "tune_gd",
     "tune_gd_plus_plus",

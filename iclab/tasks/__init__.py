@@ -8,15 +8,29 @@ from iclab.tasks.classification import (
     evaluation_sets,
 )
 from iclab.tasks.episode import RegressionEpisode
+from iclab.tasks.function_regression import (
+    FUNCTION_CLASSES,
+    FunctionRegression,
+    random_rotation,
+)
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask
 from iclab.tasks.gpicl import evaluation_sets as gpicl_evaluation_sets
 from iclab.tasks.linear_regression import LinearRegression
 from iclab.tasks.markov import InContextMarkovChain, MarkovEpisode, stationary_distribution
 from iclab.tasks.markov import evaluation_sets as markov_evaluation_sets
+from iclab.tasks.prompt_shifts import (
+    DISTRIBUTION_SHIFTS,
+    PROMPT_SHIFTS,
+    QUERY_SHIFTS,
+    shifted_prompts,
+    shifted_task,
+)
 
 __all__ = [
-    "BurstyClassification", "ClassificationEpisode", "GPICLEpisode", "GPICLTask",
-    "InContextMarkovChain", "InContextMetaLearning", "LinearRegression", "MarkovEpisode",
-    "RegressionEpisode", "Task", "evaluation_sets", "gpicl_evaluation_sets",
-    "markov_evaluation_sets", "stationary_distribution",
+    "DISTRIBUTION_SHIFTS", "FUNCTION_CLASSES", "PROMPT_SHIFTS", "QUERY_SHIFTS",
+    "BurstyClassification", "ClassificationEpisode", "FunctionRegression", "GPICLEpisode",
+    "GPICLTask", "InContextMarkovChain", "InContextMetaLearning", "LinearRegression",
+    "MarkovEpisode", "RegressionEpisode", "Task", "evaluation_sets", "gpicl_evaluation_sets",
+    "markov_evaluation_sets", "random_rotation", "shifted_prompts", "shifted_task",
+    "stationary_distribution",
 ]
