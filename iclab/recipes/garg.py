@@ -7,10 +7,11 @@ On linear regression its error (squared error / d, at every prefix length n) tra
 squares and is near 0 once n ≥ d; on sparse linear regression it is closer to the Lasso
 than to least squares for n < d; under prompt shifts (skewed covariance, noisy outputs,
 scaled inputs, an orthant context, a query orthogonal to or repeated from the context) it
-degrades no more than least squares does. Defaults are CPU-sized (d = 5, 2d + 1 points, a
-3-layer width-32 transformer); the paper's setup (d = 20, 12 layers × 8 heads × width 256,
-500k steps) is ``--task.dim 20 --task.n-context 40 --model.d-model 256 --model.n-layers 12
---model.n-heads 8 --train.lr 1e-4 --train.steps 500000``.
+degrades no more than least squares does. Defaults are CPU-sized (d = 5, 2d + 1 points,
+k = 1 non-zero weight, a 3-layer width-32 transformer); the paper's setup (d = 20, k = 3,
+12 layers × 8 heads × width 256, 500k steps) is ``--task.dim 20 --task.n-context 40
+--task.sparsity 3 --model.d-model 256 --model.n-layers 12 --model.n-heads 8 --train.lr 1e-4
+--train.steps 500000``.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class GargConfig(Seeds):
 
     Attributes:
         task: the prompts every function class shares (dimension, points, inputs, noise);
-            its function field is set per model by functions.
+            its function field is set per model by functions. Sparse regression keeps 1 of
+            d = 5 weights, about the paper's density (3 of 20).
         functions: the function classes, one model each: "linear", "sparse_linear",
             "relu_net", "tree" (only the first two have claims and tuned baselines here).
         model: the transformer: GPT-2-style pre-LayerNorm, causal, learned positions,
@@ -72,7 +74,7 @@ class GargConfig(Seeds):
         shift_x_scale: input scale of the "scaled" shift.
     """
 
-    task: FunctionRegression = FunctionRegression(dim=5, n_context=10)
+    task: FunctionRegression = FunctionRegression(dim=5, n_context=10, sparsity=1)
     functions: tuple[str, ...] = ("linear", "sparse_linear")
     model: TransformerConfig = TransformerConfig(d_model=32, n_layers=3, n_heads=2)
     train: TrainConfig = TrainConfig(steps=6000, batch_size=64, lr=3e-3, eval_every=500,
