@@ -199,7 +199,7 @@ def headline_numbers(arrays: dict[str, np.ndarray], config: GargConfig) -> dict[
     for function in config.functions:
         model = arrays[f"{function}.model"]
         numbers[f"{function}_model_error"] = over_seeds(
-            list(model.mean(axis=1)), label=f"{function}: model's error / d, mean over n")
+            _floats(model.mean(axis=1)), label=f"{function}: model's error / d, mean over n")
         for name in baselines(function, config):
             numbers[f"{function}_{name}_error"] = Number(
                 float(arrays[f"{function}.{name}"].mean()),
@@ -207,27 +207,31 @@ def headline_numbers(arrays: dict[str, np.ndarray], config: GargConfig) -> dict[
     if "linear" in config.functions:
         model, lsq = arrays["linear.model"], arrays["linear.lsq"]
         numbers["linear_error_from_d"] = over_seeds(
-            list(model[:, d:].max(axis=1)), label="linear: model's largest error / d for n ≥ d",
+            _floats(model[:, d:].max(axis=1)), label="linear: model's largest error / d for n ≥ d",
             paper=0.0)
         numbers["linear_gap_before_d"] = over_seeds(
-            list(np.abs(model[:, :d] - lsq[:d]).mean(axis=1)),
+            _floats(np.abs(model[:, :d] - lsq[:d]).mean(axis=1)),
             label="linear: mean |model − least squares| error / d for n < d")
         excess = (model - lsq).mean(axis=1)
         for shift in config.shifts:
             shifted = (arrays[f"shift_{shift}.model"] - arrays[f"shift_{shift}.lsq"]).mean(1)
             numbers[f"shift_{shift}_excess"] = over_seeds(
-                list(shifted - excess), label=f"{shift} prompts: growth of the model's error "
+                _floats(shifted - excess), label=f"{shift} prompts: growth of the model's error "
                 "/ d above least squares' (mean over n)")
     if "sparse_linear" in config.functions:
         model, lsq = arrays["sparse_linear.model"], arrays["sparse_linear.lsq"]
         lasso = arrays[f"sparse_linear.{best_lasso(arrays, 'sparse_linear', d)}"]
         numbers["sparse_distance_lasso"] = over_seeds(
-            list(np.abs(model[:, 1:d] - lasso[1:d]).mean(axis=1)),
+            _floats(np.abs(model[:, 1:d] - lasso[1:d]).mean(axis=1)),
             label="sparse: mean |model − best Lasso| error / d for 1 ≤ n < d")
         numbers["sparse_distance_lsq"] = over_seeds(
-            list(np.abs(model[:, 1:d] - lsq[1:d]).mean(axis=1)),
+            _floats(np.abs(model[:, 1:d] - lsq[1:d]).mean(axis=1)),
             label="sparse: mean |model − least squares| error / d for 1 ≤ n < d")
     return numbers
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(value) for value in values]
 
 
 def claims(headline: dict[str, Number]) -> dict[str, Claim]:
