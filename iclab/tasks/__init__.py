@@ -7,6 +7,7 @@ from iclab.tasks.classification import (
     InContextMetaLearning,
     evaluation_sets,
 )
+from iclab.tasks.concepts import ConceptRegression
 from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask
 from iclab.tasks.gpicl import evaluation_sets as gpicl_evaluation_sets
@@ -21,9 +22,23 @@ from iclab.tasks.recall import (
 )
 
 __all__ = [
-    "AssociativeRecall", "BurstyClassification", "ClassificationEpisode", "GPICLEpisode", "GPICLTask",
-    "InContextMarkovChain", "InContextMetaLearning", "LinearRegression", "MarkovEpisode",
-    "RecallEpisode", "RegressionEpisode", "Task", "VectorRecall", "evaluation_sets",
-    "gpicl_evaluation_sets", "markov_evaluation_sets", "recall_evaluation_sets",
+    "AssociativeRecall",
+    "BurstyClassification",
+    "ClassificationEpisode",
+    "ConceptRegression",
+    "GPICLEpisode",
+    "GPICLTask",
+    "InContextMarkovChain",
+    "InContextMetaLearning",
+    "LinearRegression",
+    "MarkovEpisode",
+    "RecallEpisode",
+    "RegressionEpisode",
+    "Task",
+    "VectorRecall",
+    "evaluation_sets",
+    "gpicl_evaluation_sets",
+    "markov_evaluation_sets",
+    "recall_evaluation_sets",
     "stationary_distribution",
 ]
