@@ -20,15 +20,23 @@ from iclab.tasks.episode import RegressionEpisode
 
 def log_grid_search(build: Callable[[Float[Array, " p"]], Learner], episodes: RegressionEpisode,
                     low: tuple[float, ...], high: tuple[float, ...], points: int = 16,
-                    rounds: int = 4) -> tuple[Float[Array, " p"], Float[Array, ""]]:
-    """Minimise ``query_loss(build(params), episodes)`` over positive ``params``.
+                    rounds: int = 4, *,
+                    loss: Callable[[Learner, RegressionEpisode], Float[Array, ""]] = query_loss
+                    ) -> tuple[Float[Array, " p"], Float[Array, ""]]:
+    """Minimise ``loss(build(params), episodes)`` (default: the query loss) over positive
+    ``params``.
 
     Each round evaluates a ``points``-per-axis grid between ``low`` and ``high`` (log
-    scale), then zooms to ±2 grid spacings around the best point.
+    scale), then zooms to ±2 grid spacings around the best point. A point whose loss is
+    not finite (a rate past stability) never wins.
     """
     log_low, log_high = jnp.log(jnp.asarray(low)), jnp.log(jnp.asarray(high))
-    loss_at = eqx.filter_jit(lambda grid: jax.lax.map(
-        lambda log_params: query_loss(build(jnp.exp(log_params)), episodes), grid))
+
+    def finite_loss(log_params: Float[Array, " p"]) -> Float[Array, ""]:
+        value = loss(build(jnp.exp(log_params)), episodes)
+        return jnp.where(jnp.isfinite(value), value, jnp.inf)
+
+    loss_at = eqx.filter_jit(lambda grid: jax.lax.map(finite_loss, grid))
     for _ in range(rounds):
         axes = [jnp.linspace(lo, hi, points) for lo, hi in zip(log_low, log_high, strict=True)]
         grid = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))

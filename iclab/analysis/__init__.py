@@ -14,6 +14,7 @@ from iclab.analysis.circuits import (
     tla2,
 )
 from iclab.analysis.comparison import (
+    prediction_cosine,
     prediction_difference,
     sensitivities,
     sensitivity_cosine,
@@ -48,7 +49,8 @@ __all__ = [
     "Transition", "best_scale", "bigram", "chunk_example", "circuit_probe",
     "context_label_accuracy", "find_phases", "find_transitions", "icl_curve", "ila1",
     "induction_strength", "jump_step", "label_attention", "label_bag_accuracy",
-    "phase2_accuracy", "phase_table", "prediction_difference", "prefix_matching_score",
+    "phase2_accuracy", "phase_table", "prediction_cosine", "prediction_difference",
+    "prefix_matching_score",
     "previous_token_score", "relative_error_after_scale", "repeated_random_tokens",
     "sensitivities", "sensitivity_cosine", "sensitivity_difference", "shift_curve",
     "smoothed", "squared_prediction_difference", "steepest_gain", "summarise_phases",

@@ -5,7 +5,13 @@ from iclab.formats.base import Format
 from iclab.formats.classification import ItemLabelTokens
 from iclab.formats.gpicl import SequenceLabelTokens, accuracy_by_position
 from iclab.formats.markov import StateTokens
-from iclab.formats.regression import InterleavedTokens, PairTokens, RegressionFormat
+from iclab.formats.regression import (
+    InterleavedTokens,
+    PairTokens,
+    PreviousPairTokens,
+    RegressionFormat,
+)
 
-__all__ = ["Format", "InterleavedTokens", "ItemLabelTokens", "PairTokens", "RegressionFormat",
+__all__ = ["Format", "InterleavedTokens", "ItemLabelTokens", "PairTokens",
+           "PreviousPairTokens", "RegressionFormat",
            "SequenceLabelTokens", "StateTokens", "accuracy_by_position"]

@@ -10,13 +10,13 @@ from iclab.tasks.classification import (
 from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask
 from iclab.tasks.gpicl import evaluation_sets as gpicl_evaluation_sets
-from iclab.tasks.linear_regression import LinearRegression
+from iclab.tasks.linear_regression import LinearRegression, TaskSwitch
 from iclab.tasks.markov import InContextMarkovChain, MarkovEpisode, stationary_distribution
 from iclab.tasks.markov import evaluation_sets as markov_evaluation_sets
 
 __all__ = [
     "BurstyClassification", "ClassificationEpisode", "GPICLEpisode", "GPICLTask",
     "InContextMarkovChain", "InContextMetaLearning", "LinearRegression", "MarkovEpisode",
-    "RegressionEpisode", "Task", "evaluation_sets", "gpicl_evaluation_sets",
+    "RegressionEpisode", "Task", "TaskSwitch", "evaluation_sets", "gpicl_evaluation_sets",
     "markov_evaluation_sets", "stationary_distribution",
 ]
