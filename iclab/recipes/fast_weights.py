@@ -276,7 +276,6 @@ def run(config: FastWeightsConfig, context: RunContext) -> RecipeResult:
         "forget_ratio": forget_ratio, "forget_z": forget_z,
         "gated_ratio": gated_ratio, "gated_z": gated_z,
         "hebbian_rate_query": float(hebbian.rate),
-        "lms_query_loss": float(next_point_loss(lms, episodes)),
         "hebbian_query_loss": float(query_loss(hebbian, episodes)),
         **{f"{name}_error": float(plain.curves[name].mean()) for name in NAMES},
         **{f"{name}_rate": plain.params[name][0] for name in LEARNERS},
@@ -327,7 +326,6 @@ LABELS = {
     "gated_ratio": ("error after the switch, gated delta / delta rule", RATIO),
     "gated_z": ("its improvement in paired standard errors", RATIO),
     "hebbian_rate_query": ("Hebbian rate tuned on the query loss at N (≈ GD's η / N)", RATIO),
-    "lms_query_loss": ("next-point error of online LMS (part 2's reference)", MSE),
     "hebbian_query_loss": ("query loss of the Hebbian memory (part 2's reference)", MSE),
     **{f"{name}_error": (f"next-point error over n = 0…N, {STYLE[name][0]} (κ = 1)", MSE)
        for name in NAMES},
