@@ -71,7 +71,9 @@ class FastWeightsConfig(Seeds):
         attention: the linear attention trained in part 2 (von Oswald's LSA, 1 layer).
         attention_train: its training (von Oswald's Adam, b2 0.98, clip 0.001).
         deltanet: the DeltaNet trained in part 2: one head, key = d, value 1, no
-            convolution, activation, normalisation, MLP or LayerNorm.
+            convolution, activation, normalisation, MLP or LayerNorm; width 2d + 2, the
+            token's 2d + 1 and one for the memory's read, so online LMS is one setting of
+            its weights.
         deltanet_train: its training.
     """
 
@@ -88,7 +90,7 @@ class FastWeightsConfig(Seeds):
                                                grad_clip=1e-3, eval_every=500,
                                                checkpoint_every=1000, eval_size=4096)
     deltanet: FastWeightConfig = FastWeightConfig(
-        rule="delta", d_model=17, n_layers=1, n_heads=1, key_size=8, value_size=1, conv=0,
+        rule="delta", d_model=18, n_layers=1, n_heads=1, key_size=8, value_size=1, conv=0,
         activation="identity", normalize=False, mlp=False, layer_norm=False)
     deltanet_train: TrainConfig = TrainConfig(steps=2000, batch_size=256, lr=1e-2,
                                               eval_every=500, checkpoint_every=1000,
@@ -108,6 +110,9 @@ class FastWeightsConfig(Seeds):
                 "must be 'delta' (the model compared with online LMS)")
         require(self.deltanet.keys >= self.task.dim, "deltanet.key_size", self.deltanet.keys,
                 f"must be at least task.dim={self.task.dim} to hold the LMS weights")
+        width = PreviousPairTokens().token_dim(self.task.dim) + 1
+        require(self.deltanet.d_model >= width, "deltanet.d_model", self.deltanet.d_model,
+                f"must be at least 2 * task.dim + 2 = {width}: the tokens and the read")
 
     @property
     def switch(self) -> int:
