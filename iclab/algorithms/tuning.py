@@ -31,20 +31,30 @@ def log_grid_search(build: Callable[[Float[Array, " p"]], Learner], episodes: Re
     not finite (a rate past stability) never wins.
     """
     log_low, log_high = jnp.log(jnp.asarray(low)), jnp.log(jnp.asarray(high))
+    for _ in range(rounds):
+        axes = [jnp.linspace(lo, hi, points) for lo, hi in zip(log_low, log_high, strict=True)]
+        grid = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
+        losses = _grid_losses(build, loss, episodes, grid)
+        best = grid[jnp.argmin(losses)]
+        spacing = (log_high - log_low) / (points - 1)
+        log_low, log_high = best - 2 * spacing, best + 2 * spacing
+    return jnp.exp(best), jnp.min(losses)
+
+
+@eqx.filter_jit
+def _grid_losses(build: Callable[[Float[Array, " p"]], Learner],
+                 loss: Callable[[Learner, RegressionEpisode], Float[Array, ""]],
+                 episodes: RegressionEpisode, log_grid: Float[Array, "points p"]
+                 ) -> Float[Array, " points"]:
+    """``loss`` at every grid point, +inf where it is not finite. One compiled program per
+    ``build`` and ``loss`` (static: the same functions on same-shaped episodes reuse it),
+    the episodes an input rather than constants folded into the program."""
 
     def finite_loss(log_params: Float[Array, " p"]) -> Float[Array, ""]:
         value = loss(build(jnp.exp(log_params)), episodes)
         return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
-    loss_at = eqx.filter_jit(lambda grid: jax.lax.map(finite_loss, grid))
-    for _ in range(rounds):
-        axes = [jnp.linspace(lo, hi, points) for lo, hi in zip(log_low, log_high, strict=True)]
-        grid = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
-        losses = loss_at(grid)
-        best = grid[jnp.argmin(losses)]
-        spacing = (log_high - log_low) / (points - 1)
-        log_low, log_high = best - 2 * spacing, best + 2 * spacing
-    return jnp.exp(best), jnp.min(losses)
+    return jax.lax.map(finite_loss, log_grid)
 
 
 def tune_gd(episodes: RegressionEpisode, steps: int = 1) -> GradientDescent:

@@ -162,11 +162,12 @@ STYLE = {"hebbian": ("Hebbian (linear attention)", "#1f77b4", "-"),
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One episode distribution of part 1, its tuned learners and their error curves
-    (``curves[name]``: ½ squared next-point error at n = 0 … N pairs, mean over episodes;
-    ``episode_errors[name]``: the mean over a chosen range of points, per episode)."""
+    (``params[name]``: the learner's tuned rates by field; ``curves[name]``: ½ squared
+    next-point error at n = 0 … N pairs, mean over episodes; ``episode_errors[name]``: the
+    mean over a chosen range of points, per episode)."""
 
     learners: dict[str, ContextLearner]
-    params: dict[str, tuple[float, ...]]
+    params: dict[str, dict[str, float]]
     curves: dict[str, np.ndarray]
     episode_errors: dict[str, np.ndarray]
 
@@ -179,13 +180,16 @@ def measure_setting(task: LinearRegression | TaskSwitch, key: jax.Array, config:
     tuning = task.sample(tuning_key, config.tuning_size)
     episodes = task.sample(eval_key, config.eval_size)
     targets = next_point_targets(episodes)
-    learners, params = {}, {}
+    learners: dict[str, ContextLearner] = {"ols": Ridge(0.0)}
     for name, (build, low, high) in LEARNERS.items():
         best, _ = log_grid_search(build, tuning, low, high,
                                   points=16 if len(low) == 1 else config.grid_points,
                                   loss=next_point_loss)
-        learners[name], params[name] = build(best), tuple(float(p) for p in best)
-    learners["ols"], params["ols"] = Ridge(0.0), ()
+        learners[name] = build(best)
+    params = {name: {field.name: float(getattr(learner, field.name))
+                     for field in dataclasses.fields(learner)
+                     if isinstance(getattr(learner, field.name), jax.Array | float)}
+              for name, learner in learners.items()}
     errors = {name: np.asarray(0.5 * (next_point_predictions(learner, episodes) - targets) ** 2)
               for name, learner in learners.items()}  # (episodes, N + 1)
     return Setting(learners, params, {name: e.mean(0) for name, e in errors.items()},
@@ -206,7 +210,7 @@ def bridge_errors(setting: Setting, episodes: RegressionEpisode) -> dict[str, fl
     predictions' RMS: Hebbian at rate η/N vs one GD step of size η (at the query), the
     delta rule vs LMS and Titans (η = α = 0) vs the delta rule at LMS's rate (every point)."""
     n = episodes.context_y.shape[1]
-    eta, rate = setting.params["gd"][0], setting.params["lms"][0]
+    eta, rate = setting.params["gd"]["eta"], setting.params["lms"]["lr"]
 
     def relative(a: jax.Array, b: jax.Array) -> float:
         return float(jnp.max(jnp.abs(a - b)) / jnp.sqrt(jnp.mean(b ** 2)))
@@ -283,10 +287,11 @@ def run(config: FastWeightsConfig, context: RunContext) -> RecipeResult:
         "hebbian_rate_query": float(hebbian.rate),
         "hebbian_query_loss": float(query_loss(hebbian, episodes)),
         **{f"{name}_error": float(plain.curves[name].mean()) for name in NAMES},
-        **{f"{name}_rate": plain.params[name][0] for name in LEARNERS},
-        "titans_momentum_eta": 1 - plain.params["titans_momentum"][1],
-        "titans_forget_alpha_switch": switch.params["titans_forget"][1],
-        "gated_delta_decay_switch": 1 - switch.params["gated_delta"][1],
+        **{f"{name}_final_error": float(plain.curves[name][-1]) for name in NAMES},
+        **{f"{name}_rate": next(iter(plain.params[name].values())) for name in LEARNERS},
+        "titans_momentum_eta": settings[f"kappa_{top:g}"].params["titans_momentum"]["momentum"],
+        "titans_forget_alpha_switch": switch.params["titans_forget"]["forget"],
+        "gated_delta_decay_switch": switch.params["gated_delta"]["decay"],
     }
     return RecipeResult(
         headline=headline(values, trained, top),
@@ -332,10 +337,12 @@ LABELS = {
     "gated_z": ("its improvement in paired standard errors", RATIO),
     "hebbian_rate_query": ("Hebbian rate tuned on the query loss at N (≈ GD's η / N)", RATIO),
     "hebbian_query_loss": ("query loss of the Hebbian memory (part 2's reference)", MSE),
-    **{f"{name}_error": (f"next-point error over n = 0…N, {STYLE[name][0]} (κ = 1)", MSE)
+    **{f"{name}_error": (f"next-point error, mean over n = 0…N, {STYLE[name][0]} (κ = 1)",
+                         MSE) for name in NAMES},
+    **{f"{name}_final_error": (f"error after N pairs, {STYLE[name][0]} (κ = 1)", MSE)
        for name in NAMES},
     **{f"{name}_rate": (f"tuned rate, {STYLE[name][0]} (κ = 1)", RATIO) for name in LEARNERS},
-    "titans_momentum_eta": ("tuned momentum η of Titans (κ = 1)", RATIO),
+    "titans_momentum_eta": ("tuned momentum η of Titans (largest κ)", RATIO),
     "titans_forget_alpha_switch": ("tuned forgetting α of Titans (task switch)", RATIO),
     "gated_delta_decay_switch": ("tuned decay α of gated delta (task switch)", RATIO),
 }
