@@ -38,6 +38,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(os.environ.pop(CACHE), ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def quick_compiles():
+    """Compile with most of XLA's optimisation passes off (no result depends on them), for
+    the module that asks (``pytestmark = pytest.mark.usefixtures("quick_compiles")``):
+    for tests whose time is mostly compiling programs that run for milliseconds."""
+    flag = "jax_disable_most_optimizations"
+    previous = getattr(jax.config, "values", {}).get(flag)
+    if previous is not None:
+        jax.config.update(flag, True)
+    yield
+    if previous is not None:
+        jax.config.update(flag, previous)
+
+
 @pytest.fixture
 def getkey(request: pytest.FixtureRequest) -> Callable[[], jax.Array]:
     """A function returning a fresh key on each call, seeded by the test's node id.

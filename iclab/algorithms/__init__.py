@@ -3,6 +3,7 @@ their predictions after every prefix of the context in one compiled call; and th
 in-context strategies a sequence model is compared with on Markov chains."""
 
 from iclab.algorithms.bayes import DMMSE, dmmse
+from iclab.algorithms.fast_weights import FastWeights, LinearTitans, MemoryLearner
 from iclab.algorithms.gradient_descent import GDPlusPlus, GradientDescent, OnlineSGD, averaging
 from iclab.algorithms.lasso import Lasso
 from iclab.algorithms.least_squares import Ridge, bayes_posterior_mean
@@ -20,7 +21,9 @@ from iclab.algorithms.prefix import (
     ContextLearner,
     GramLearner,
     masked_context,
+    next_point_loss,
     next_point_predictions,
+    next_point_targets,
     prefix_predictions,
 )
 from iclab.algorithms.sequence_classifiers import (
@@ -37,11 +40,14 @@ __all__ = [
     "DMMSE",
     "SGD_LR_GRID",
     "ContextLearner",
+    "FastWeights",
     "GDPlusPlus",
     "GradientDescent",
     "GramLearner",
     "IterativeNewton",
     "Lasso",
+    "LinearTitans",
+    "MemoryLearner",
     "NearestNeighbours",
     "OnCoordinates",
     "OnlineSGD",
@@ -56,7 +62,9 @@ __all__ = [
     "logistic_regression_logits",
     "markov_strategies",
     "masked_context",
+    "next_point_loss",
     "next_point_predictions",
+    "next_point_targets",
     "ngram_strategy",
     "online_sgd_logits",
     "oracle_prefix_predictions",

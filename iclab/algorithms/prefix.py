@@ -137,6 +137,19 @@ def next_point_predictions(learner: ContextLearner, episodes: RegressionEpisode,
     return map_episodes(one, episodes, chunk)
 
 
+@eqx.filter_jit
+def next_point_loss(learner: ContextLearner, episodes: RegressionEpisode) -> Float[Array, ""]:
+    """½·mean squared error of :func:`next_point_predictions` over every point of every
+    episode: the area under the learner's ICL curve, each point from the pairs before it."""
+    return 0.5 * jnp.mean((next_point_predictions(learner, episodes)
+                           - next_point_targets(episodes)) ** 2)
+
+
+def next_point_targets(episodes: RegressionEpisode) -> Float[Array, "batch points"]:
+    """What :func:`next_point_predictions` predicts: ``concat(context_y, query_y)``."""
+    return jnp.concatenate([episodes.context_y, episodes.query_y[:, None]], axis=1)
+
+
 def map_episodes(one: Callable[[RegressionEpisode], Array], episodes: RegressionEpisode,
                  chunk: int) -> Array:
     """``one`` over the episodes, ``chunk`` at a time (all at once if they fit in one)."""

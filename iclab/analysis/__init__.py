@@ -14,6 +14,7 @@ from iclab.analysis.circuits import (
     tla2,
 )
 from iclab.analysis.comparison import (
+    prediction_cosine,
     prediction_difference,
     sensitivities,
     sensitivity_cosine,
@@ -55,7 +56,7 @@ __all__ = [
     "context_label_accuracy", "decodability", "decodability_probe", "find_phases",
     "find_transitions", "icl_curve", "ila1", "induction_strength", "jump_step", "knn_classify",
     "label_attention", "label_bag_accuracy", "phase2_accuracy", "phase_table",
-    "prediction_difference", "prefix_matching_score", "previous_token_score",
+    "prediction_cosine", "prediction_difference", "prefix_matching_score", "previous_token_score",
     "relative_error_after_scale", "repeated_random_tokens", "ridge_classify", "sensitivities",
     "sensitivity_cosine", "sensitivity_difference", "shift_curve", "smoothed",
     "squared_prediction_difference", "steepest_gain", "summarise_phases", "tila2", "tla2",

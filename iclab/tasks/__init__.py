@@ -11,7 +11,7 @@ from iclab.tasks.concepts import ConceptRegression
 from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask
 from iclab.tasks.gpicl import evaluation_sets as gpicl_evaluation_sets
-from iclab.tasks.linear_regression import LinearRegression
+from iclab.tasks.linear_regression import LinearRegression, TaskSwitch
 from iclab.tasks.markov import InContextMarkovChain, MarkovEpisode, stationary_distribution
 from iclab.tasks.markov import evaluation_sets as markov_evaluation_sets
 from iclab.tasks.recall import (
@@ -35,6 +35,7 @@ __all__ = [
     "RecallEpisode",
     "RegressionEpisode",
     "Task",
+    "TaskSwitch",
     "VectorRecall",
     "evaluation_sets",
     "gpicl_evaluation_sets",
