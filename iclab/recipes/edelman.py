@@ -311,16 +311,25 @@ def stages_figure(store: RunStore, summary: Summary) -> Figure:
             for key, style in (("unigram_start", ":"), ("bigram_step", "--")):
                 if first[key] is not None:
                     ax.axvline(first[key], color="grey", ls=style, lw=0.9)
-        axes[0, column].set(title=name, ylabel="held-out loss (nats)")
+        uniform = np.log(stored_n_states(store))  # the uniform strategy's loss, log k
+        axes[0, column].axhline(uniform, color="C0", ls=":", lw=0.9)
+        axes[0, column].set(title=name, ylabel="held-out loss (nats)",
+                            ylim=(evals.eval_loss.min() - 0.01, uniform + 0.05))
         axes[1, column].set(xlabel="training step", ylabel="KL(strategy ‖ model)",
                             yscale="log")
     axes[1, 0].legend(fontsize=7)
     save(figure, store.figures / "stages.png")
     return "stages.png", ("Held-out loss (top) and KL from each in-context strategy to the "
                           "model (bottom) over training, per training of the run (first "
-                          "seed solid, others faint). Dotted: the first seed's first step "
-                          "closest to unigram; dashed: the step from which it stays closest "
-                          "to bigram.")
+                          "seed solid, others faint; the loss axis starts at log k + 0.05, "
+                          "dotted blue: log k, the uniform strategy's loss). Dotted grey: the "
+                          "first seed's first step closest to unigram; dashed: the step from "
+                          "which it stays closest to bigram.")
+
+
+def stored_n_states(store: RunStore) -> int:
+    """The run's number of states k, from its stored config."""
+    return store.read_json("config.json")["config"]["task"]["n_states"]
 
 
 def kl_by_position_figure(store: RunStore, summary: Summary) -> Figure:
