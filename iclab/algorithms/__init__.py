@@ -30,6 +30,7 @@ from iclab.algorithms.sequence_classifiers import (
     online_sgd_logits,
     tune_online_sgd_lr,
 )
+from iclab.algorithms.support import OnCoordinates, oracle_prefix_predictions
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "IterativeNewton",
     "Lasso",
     "NearestNeighbours",
+    "OnCoordinates",
     "OnlineSGD",
     "Ridge",
     "averaging",
@@ -57,6 +59,7 @@ __all__ = [
     "next_point_predictions",
     "ngram_strategy",
     "online_sgd_logits",
+    "oracle_prefix_predictions",
     "prefix_predictions",
     "tune_gd",
     "tune_gd_plus_plus",

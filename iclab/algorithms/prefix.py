@@ -10,6 +10,7 @@ share work across prefixes (running sums, one pass of SGD, one factorisation) ov
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -107,13 +108,15 @@ def prefix_predictions(learner: ContextLearner, episodes: RegressionEpisode, chu
     matrices (dMMSE holds ``chunk × (N + 1) × pool`` numbers).
     """
     require(chunk >= 1, "chunk", chunk, "must be an integer >= 1")
+    return map_episodes(functools.partial(query_prefix_fits, learner), episodes, chunk)
 
-    def one(episode: RegressionEpisode) -> Float[Array, " ctx"]:
-        queries = jnp.broadcast_to(episode.query_x, (episode.context_y.shape[0] + 1,
-                                                     episode.query_x.shape[0]))
-        return learner.prefix_fits(episode.context_x, episode.context_y, queries)[1:]
 
-    return _map(one, episodes, chunk)
+def query_prefix_fits(learner: ContextLearner, episode: RegressionEpisode
+                      ) -> Float[Array, " ctx"]:
+    """One episode's query prediction after each prefix of n = 1 … N pairs."""
+    queries = jnp.broadcast_to(episode.query_x, (episode.context_y.shape[0] + 1,
+                                                 episode.query_x.shape[0]))
+    return learner.prefix_fits(episode.context_x, episode.context_y, queries)[1:]
 
 
 @eqx.filter_jit
@@ -131,11 +134,11 @@ def next_point_predictions(learner: ContextLearner, episodes: RegressionEpisode,
         queries = jnp.concatenate([episode.context_x, episode.query_x[None]])
         return learner.prefix_fits(episode.context_x, episode.context_y, queries)
 
-    return _map(one, episodes, chunk)
+    return map_episodes(one, episodes, chunk)
 
 
-def _map(one: Callable[[RegressionEpisode], Array], episodes: RegressionEpisode, chunk: int
-         ) -> Array:
+def map_episodes(one: Callable[[RegressionEpisode], Array], episodes: RegressionEpisode,
+                 chunk: int) -> Array:
     """``one`` over the episodes, ``chunk`` at a time (all at once if they fit in one)."""
     if episodes.query_y.shape[0] <= chunk:
         return jax.vmap(one)(episodes)
