@@ -128,27 +128,28 @@ def test_bad_configs_name_the_field(fields, field):
         EdelmanConfig(**fields)
 
 
-TINY = ["--seeds", "2", "--task.seq-len", "12", "--model.max-len", "12", "--train.steps", "20",
-        "--train.eval-every", "10", "--train.checkpoint-every", "20", "--train.eval-size", "32",
-        "--no-progress"]
+TINY = ["--seeds", "2", "--comparisons", "doubly-stochastic", "--task.seq-len", "12",
+        "--model.max-len", "12", "--train.steps", "20", "--train.eval-every", "10",
+        "--train.checkpoint-every", "20", "--train.eval-size", "32", "--no-progress"]
 
 
 @pytest.mark.e2e
 def test_tiny_run_writes_every_training_and_computes_every_claim(tmp_path):
+    """One comparison (each compiles its own programs; the clamp's pattern has its unit
+    test)."""
     out = tmp_path / "edelman"
     assert main(["run", "edelman", "--out", str(out), *TINY]) == 0
     finished = load_run(out)
     summary = finished.summary
     assert set(summary.claims) == {
         "unigram_plateau", "bigram_at_end", "two_loss_drops", "previous_token_head",
-        "induction_head", "doubly-stochastic_faster", "clamp-previous-token_faster"}
+        "induction_head", "doubly-stochastic_faster"}
     assert all(np.isfinite(c.value) for c in summary.claims.values())
     assert isinstance(summary.headline["final_kl_bigram"].value, float)
     assert len(summary.headline["final_kl_bigram"].per_seed) == 2
-    assert summary.result.models == (".", "doubly-stochastic", "clamp-previous-token")
-    for folder in ("doubly-stochastic", "clamp-previous-token"):
-        evals = (out / folder / "eval_metrics.parquet")
-        assert evals.exists() and (out / folder / "model.npz").exists()
+    assert summary.result.models == (".", "doubly-stochastic")
+    folder = out / "doubly-stochastic"
+    assert (folder / "eval_metrics.parquet").exists() and (folder / "model.npz").exists()
     stored = json.loads((out / "doubly-stochastic" / "model.json").read_text())
     assert stored["about"]["task"]["doubly_stochastic"] is True
     metrics = finished.metrics  # head scores per layer and head, KLs per evaluation
