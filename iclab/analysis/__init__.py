@@ -28,7 +28,6 @@ from iclab.analysis.decoding import (
     knn_classify,
     ridge_classify,
 )
-from iclab.analysis.markov import StrategyStages, markov_probe, strategy_stages
 from iclab.analysis.phases import (
     CIRCUIT_CHANGE,
     CIRCUIT_METRICS,
@@ -53,13 +52,13 @@ from iclab.analysis.weights import best_scale, relative_error_after_scale
 
 __all__ = [
     "CIRCUIT_CHANGE", "CIRCUIT_METRICS", "Phase", "PhaseRow", "PhaseRule", "PhaseSummary",
-    "StrategyStages", "Transition", "best_scale", "bigram", "chunk_example", "circuit_probe",
+    "Transition", "best_scale", "bigram", "chunk_example", "circuit_probe",
     "context_label_accuracy", "decodability", "decodability_probe", "find_phases",
     "find_transitions", "icl_curve", "ila1", "induction_strength", "jump_step", "knn_classify",
-    "label_attention", "label_bag_accuracy", "markov_probe", "phase2_accuracy", "phase_table",
+    "label_attention", "label_bag_accuracy", "phase2_accuracy", "phase_table",
     "prediction_cosine", "prediction_difference", "prefix_matching_score", "previous_token_score",
     "relative_error_after_scale", "repeated_random_tokens", "ridge_classify", "sensitivities",
     "sensitivity_cosine", "sensitivity_difference", "shift_curve", "smoothed",
-    "squared_prediction_difference", "steepest_gain", "strategy_stages", "summarise_phases",
-    "tila2", "tla2", "with_rising",
+    "squared_prediction_difference", "steepest_gain", "summarise_phases", "tila2", "tla2",
+    "with_rising",
 ]

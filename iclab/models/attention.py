@@ -14,7 +14,7 @@ from typing import Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from iclab.models.hooks import Hooks, call_hook
 
@@ -33,23 +33,18 @@ class MultiHeadAttention(eqx.Module):
     the masked softmax of the scores. Without an output projection (``output=None``,
     Reddy 2023 and Minegishi et al. 2025) the heads' outputs are concatenated, so
     ``heads × key`` must equal ``d_model``.
-
-    With ``relative_offsets = R > 0`` each head also learns a bias per offset
-    ``b_h[i − j]`` (``0 ≤ i − j < R``) added to its scores, a relative position code of the
-    T5 kind (Raffel et al. 2020, §2.1, without buckets); zeros at initialisation.
     """
 
     query: Float[Array, "heads key d_model"]
     key: Float[Array, "heads key d_model"]
     value: Float[Array, "heads key d_model"]
     output: Float[Array, "d_model heads_key"] | None
-    offset_bias: Float[Array, "heads offsets"] | None
     softmax: bool = eqx.field(static=True)
     scaled: bool = eqx.field(static=True)
 
     def __init__(self, d_model: int, n_heads: int, key_size: int, *, softmax: bool,
                  scaled: bool, init_scale: float, output_projection: bool = True,
-                 relative_offsets: int = 0, key: PRNGKeyArray):
+                 key: PRNGKeyArray):
         if not output_projection and n_heads * key_size != d_model:
             raise ValueError(f"without an output projection the {n_heads} heads x key size "
                              f"{key_size} are concatenated, so they must equal d_model="
@@ -61,8 +56,6 @@ class MultiHeadAttention(eqx.Module):
         self.value = variance_scaling(kv, shape, init_scale, d_model)
         self.output = (variance_scaling(ko, (d_model, n_heads * key_size), init_scale,
                                         n_heads * key_size) if output_projection else None)
-        self.offset_bias = (jnp.zeros((n_heads, relative_offsets)) if relative_offsets > 0
-                            else None)
         self.softmax = softmax
         self.scaled = scaled
 
@@ -79,7 +72,6 @@ class MultiHeadAttention(eqx.Module):
         scores = jnp.einsum("hqk,hsk->hqs", q, k)
         if self.scaled:
             scores = scores / math.sqrt(q.shape[-1])
-        scores = self._with_offset_bias(scores, jnp.arange(x.shape[0]))
         scores = call_hook(hooks, f"{name}.scores", scores)
         pattern = call_hook(hooks, f"{name}.pattern", self._pattern(scores, mask))
         z = call_hook(hooks, f"{name}.z", jnp.einsum("hqs,hsk->hqk", pattern, v))
@@ -102,21 +94,9 @@ class MultiHeadAttention(eqx.Module):
         scores = jnp.einsum("hrd,sd->hrs", queries, x)
         if self.scaled:
             scores = scores / math.sqrt(self.query.shape[1])
-        scores = self._with_offset_bias(scores, jnp.arange(x.shape[0])[rows])
         pattern = self._pattern(scores, mask[rows])
         mixed = jnp.einsum("hrs,se->hre", pattern, x)
         return jnp.einsum("hde,hre->rd", self.pv_product(), mixed)
-
-    def _with_offset_bias(self, scores: Float[Array, "heads q s"], rows: Int[Array, " q"]
-                          ) -> Float[Array, "heads q s"]:
-        """``scores`` of query rows ``rows`` plus the learned bias ``b_h[i − j]`` (unchanged
-        without relative positions); offsets outside ``[0, R)`` (future keys, which a causal
-        mask hides, and keys too far back) read the nearest end of the table."""
-        if self.offset_bias is None:
-            return scores
-        offsets = jnp.clip(rows[:, None] - jnp.arange(scores.shape[-1])[None, :], 0,
-                           self.offset_bias.shape[1] - 1)
-        return scores + self.offset_bias[:, offsets]
 
     def _pattern(self, scores: Float[Array, "heads q s"], mask: Bool[Array, "q s"]
                  ) -> Float[Array, "heads q s"]:

@@ -32,12 +32,8 @@ class TransformerConfig:
         causal: each position reads only itself and earlier positions.
         layer_norm: pre-LayerNorm in each block and before the read-out.
         mlp: a ReLU MLP (hidden 4 × d_model) after attention in each block.
-        positional: "learned" embeddings, fixed "sinusoidal" codes, "relative" (each head
-            of each layer learns a bias per offset i − j added to its attention scores,
-            :class:`~iclab.models.attention.MultiHeadAttention`; no absolute position), or
-            "none".
-        max_len: longest sequence learned positions cover (with "relative": the offsets
-            that get their own bias; farther keys share the last one).
+        positional: "learned" embeddings, fixed "sinusoidal" codes, or "none".
+        max_len: longest sequence learned positions cover.
         scaled: divide attention scores by sqrt(key size); Reddy (2023) and Minegishi et
             al. (2025) use unscaled softmax attention.
         output_projection: each attention layer maps its heads' concatenated outputs back
@@ -56,7 +52,7 @@ class TransformerConfig:
     causal: bool = True
     layer_norm: bool = True
     mlp: bool = True
-    positional: Literal["learned", "sinusoidal", "relative", "none"] = "learned"
+    positional: Literal["learned", "sinusoidal", "none"] = "learned"
     max_len: int = 128
     scaled: bool = True
     output_projection: bool = True
@@ -70,9 +66,8 @@ class TransformerConfig:
             require(value >= 1, f"model.{name}", value, "must be an integer >= 1")
         require(self.d_model % self.n_heads == 0, "model.n_heads", self.n_heads,
                 f"must divide model.d_model={self.d_model}")
-        require(self.positional in ("learned", "sinusoidal", "relative", "none"),
-                "model.positional", self.positional,
-                "must be 'learned', 'sinusoidal', 'relative' or 'none'")
+        require(self.positional in ("learned", "sinusoidal", "none"), "model.positional",
+                self.positional, "must be 'learned', 'sinusoidal' or 'none'")
         require(self.head in ("linear", "mlp"), "model.head", self.head,
                 "must be 'linear' or 'mlp'")
 
@@ -104,11 +99,7 @@ class Block(eqx.Module):
         d = config.d_model
         self.attn = MultiHeadAttention(d, config.n_heads, d // config.n_heads, softmax=True,
                                        scaled=config.scaled, init_scale=1.0,
-                                       output_projection=config.output_projection,
-                                       relative_offsets=(config.max_len
-                                                         if config.positional == "relative"
-                                                         else 0),
-                                       key=k_attn)
+                                       output_projection=config.output_projection, key=k_attn)
         self.mlp = (eqx.nn.MLP(d, d, 4 * d, depth=1, activation=jax.nn.relu, key=k_mlp)
                     if config.mlp else None)
         self.norm_attn = eqx.nn.LayerNorm(d) if config.layer_norm else None

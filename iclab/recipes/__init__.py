@@ -3,7 +3,6 @@
 from iclab.recipes import (
     bursty,
     chan,
-    edelman,
     fast_weights,
     gpicl_pool,
     kirsch,
@@ -14,5 +13,5 @@ from iclab.recipes import (
 )
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
-__all__ = ["RECIPES", "Recipe", "bursty", "chan", "edelman", "fast_weights", "get_recipe",
-           "gpicl_pool", "kirsch", "minegishi", "reddy", "rnn_vs_transformer", "von_oswald"]
+__all__ = ["RECIPES", "Recipe", "bursty", "chan", "fast_weights", "get_recipe", "gpicl_pool",
+           "kirsch", "minegishi", "reddy", "rnn_vs_transformer", "von_oswald"]
