@@ -18,8 +18,19 @@ from iclab.formats.base import Format
 from iclab.tasks.recall import RecallEpisode
 
 
+class QueryReadout(Format):
+    """A recall format: the model's outputs are read at the last ``n_queries`` tokens."""
+
+    n_queries: int
+
+    @property
+    def readout(self) -> slice:  # type: ignore[override]  # depends on n_queries
+        """The query positions: the last ``n_queries`` tokens."""
+        return slice(-self.n_queries, None)
+
+
 @dataclasses.dataclass(frozen=True)
-class RecallTokens(Format):
+class RecallTokens(QueryReadout):
     """Token MQAR: ``k_1, v_1, …, k_D, v_D, q_1, …, q_Q``, each token one-hot over the
     vocabulary; the logits at query ``q`` predict its answer (cross-entropy).
 
@@ -36,11 +47,6 @@ class RecallTokens(Format):
         require_numbers(self, "format.")
         require(self.vocab_size >= 2, "format.vocab_size", self.vocab_size, "must be >= 2")
         require(self.n_queries >= 1, "format.n_queries", self.n_queries, "must be >= 1")
-
-    @property
-    def readout(self) -> slice:  # type: ignore[override]  # depends on n_queries
-        """The query positions: the last ``n_queries`` tokens."""
-        return slice(-self.n_queries, None)
 
     def token_dim(self, dim: int) -> int:
         """The vocabulary size (``dim`` is the task's vocabulary size)."""
@@ -72,7 +78,7 @@ class RecallTokens(Format):
 
 
 @dataclasses.dataclass(frozen=True)
-class RecallVectors(Format):
+class RecallVectors(QueryReadout):
     """Vector MQAR: one token ``[k_i; v_i]`` per pair, then ``[k_q; 0]`` per query; the
     first ``value_size`` outputs at a query are its recalled value (½·squared error,
     summed over the value's coordinates and averaged over the queries).
@@ -89,11 +95,6 @@ class RecallVectors(Format):
         require_numbers(self, "format.")
         require(self.value_size >= 1, "format.value_size", self.value_size, "must be >= 1")
         require(self.n_queries >= 1, "format.n_queries", self.n_queries, "must be >= 1")
-
-    @property
-    def readout(self) -> slice:  # type: ignore[override]  # depends on n_queries
-        """The query positions: the last ``n_queries`` tokens."""
-        return slice(-self.n_queries, None)
 
     def token_dim(self, dim: int) -> int:
         """``key_size + value_size`` (``dim`` is the task's key size)."""
