@@ -3,11 +3,12 @@ and one XLA compilation cache for the whole test session."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import pytest
@@ -36,6 +37,49 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if os.environ.get("ICLAB_TEST_CACHE_OWNER") == str(os.getpid()):
         shutil.rmtree(os.environ.pop(CACHE), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def quick_compilation() -> Iterator[None]:
+    """Compile with most of XLA's optimisation passes off while the block runs (results
+    agree to rounding).
+
+    The flag is not part of JAX's in-memory cache keys: a program compiled under it (an
+    eager op's too) would be reused after the block, rounding differently from the same
+    program compiled in a fresh process (eagerly sampled episodes differ in the last bit;
+    a bit-exact resume test against a subprocess failed that way). So the block starts
+    and ends with empty caches, and writes nothing to the session's shared disk cache.
+    """
+    flag = "jax_disable_most_optimizations"
+    previous = getattr(jax.config, "values", {}).get(flag)
+    if previous is None:
+        yield
+        return
+    caching = jax.config.values["jax_enable_compilation_cache"]
+    jax.config.update(flag, True)
+    jax.config.update("jax_enable_compilation_cache", False)
+    jax.clear_caches()
+    try:
+        yield
+    finally:
+        jax.clear_caches()
+        jax.config.update(flag, previous)
+        jax.config.update("jax_enable_compilation_cache", caching)
+
+
+@pytest.fixture(scope="module")
+def quick_compiles():
+    """:func:`quick_compilation` for the module that asks
+    (``pytestmark = pytest.mark.usefixtures("quick_compiles")``): for tests whose time is
+    mostly compiling programs that run for milliseconds."""
+    with quick_compilation():
+        yield
+
+
+@pytest.fixture
+def quick_compilation_block() -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """:func:`quick_compilation` itself, for a test of what it leaves behind."""
+    return quick_compilation
 
 
 @pytest.fixture

@@ -56,18 +56,9 @@ CONFIGS = {
 TRAINED = ("mamba", "gated-delta", "titans-mlp")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quick_compiles():
-    """Compiling is most of this module's time and nothing here runs long enough to repay
-    XLA's optimisation passes: compile with most of them off (no result depends on them),
-    for this module only."""
-    flag = "jax_disable_most_optimizations"
-    previous = getattr(jax.config, "values", {}).get(flag)
-    if previous is not None:
-        jax.config.update(flag, True)
-    yield
-    if previous is not None:
-        jax.config.update(flag, previous)
+# Compiling is most of this module's time and nothing here runs long enough to repay XLA's
+# optimisation passes.
+pytestmark = pytest.mark.usefixtures("quick_compiles")
 
 
 def _key() -> jax.Array:

@@ -174,6 +174,7 @@ def test_format_encodes_one_hot_and_scores_next_tokens():
         StateTokens(n_states=1)
 
 
+@pytest.mark.slow
 def test_a_two_layer_attention_only_transformer_trains_through_fit():
     """The ordinary Trainer and fit, unchanged: the held-out loss falls from uniform's
     log 3 below the in-context unigram strategy's."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
@@ -22,6 +23,24 @@ def _build(key):
     return MODEL.build(20, 8, key=key)
 
 
+@eqx.filter_jit
+def _patterns(model, tokens):
+    """Every layer's attention pattern on one sequence (compiled once: the reference loops
+    over episodes)."""
+    return run_with_hooks(model, tokens, capture=["blocks.*.attn.pattern"])[1]
+
+
+@eqx.filter_jit
+def _scores(model, episode):
+    """Each circuit score per layer (a list) and head (an array) on one episode."""
+    cache = _patterns(model, FORMAT.encode(episode))
+    patterns = [cache[f"blocks.{layer}.attn.pattern"] for layer in range(2)]
+    return {"bigram": [bigram(p) for p in patterns],
+            "label_attention": [label_attention(p) for p in patterns],
+            "chunk_example": [chunk_example(p) for p in patterns],
+            "tila2": [tila2(p, episode.context_classes, episode.query_class) for p in patterns]}
+
+
 def test_circuit_probe_averages_each_metric_per_layer_and_head(getkey):
     model = _build(getkey())
     episodes = TASK.sample(getkey(), 6)
@@ -30,14 +49,8 @@ def test_circuit_probe_averages_each_metric_per_layer_and_head(getkey):
     expected: dict[str, list[float]] = {}
     for i in range(6):
         episode = jax.tree.map(lambda x, i=i: x[i], episodes)
-        _, cache = run_with_hooks(model, FORMAT.encode(episode),
-                                  capture=["blocks.*.attn.pattern"])
-        for layer in range(2):
-            pattern = cache[f"blocks.{layer}.attn.pattern"]
-            values = {"bigram": bigram(pattern), "label_attention": label_attention(pattern),
-                      "chunk_example": chunk_example(pattern),
-                      "tila2": tila2(pattern, episode.context_classes, episode.query_class)}
-            for name, per_head in values.items():
+        for name, per_layer in _scores(model, episode).items():
+            for layer, per_head in enumerate(per_layer):
                 for head in range(2):
                     expected.setdefault(f"L{layer}H{head}.{name}", []).append(
                         float(per_head[head]))
@@ -72,8 +85,7 @@ def test_circuit_probe_attention_maps_are_the_mean_patterns(getkey):
     patterns = []
     for i in range(5):
         episode = jax.tree.map(lambda x, i=i: x[i], episodes)
-        _, cache = run_with_hooks(model, FORMAT.encode(episode),
-                                  capture=["blocks.*.attn.pattern"])
+        cache = _patterns(model, FORMAT.encode(episode))
         patterns.append(np.stack([cache["blocks.0.attn.pattern"],
                                   cache["blocks.1.attn.pattern"]]))
     seq = 2 * TASK.n_context + 1

@@ -3,6 +3,7 @@ their predictions after every prefix of the context in one compiled call; and th
 in-context strategies a sequence model is compared with on Markov chains."""
 
 from iclab.algorithms.bayes import DMMSE, dmmse
+from iclab.algorithms.fast_weights import FastWeights, LinearTitans, MemoryLearner
 from iclab.algorithms.gradient_descent import GDPlusPlus, GradientDescent, OnlineSGD, averaging
 from iclab.algorithms.lasso import Lasso
 from iclab.algorithms.least_squares import Ridge, bayes_posterior_mean
@@ -20,7 +21,9 @@ from iclab.algorithms.prefix import (
     ContextLearner,
     GramLearner,
     masked_context,
+    next_point_loss,
     next_point_predictions,
+    next_point_targets,
     point_errors,
     point_predictions,
     point_targets,
@@ -33,18 +36,23 @@ from iclab.algorithms.sequence_classifiers import (
     online_sgd_logits,
     tune_online_sgd_lr,
 )
+from iclab.algorithms.support import OnCoordinates, oracle_prefix_predictions
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
 __all__ = [
     "DMMSE",
     "SGD_LR_GRID",
     "ContextLearner",
+    "FastWeights",
     "GDPlusPlus",
     "GradientDescent",
     "GramLearner",
     "IterativeNewton",
     "Lasso",
+    "LinearTitans",
+    "MemoryLearner",
     "NearestNeighbours",
+    "OnCoordinates",
     "OnlineSGD",
     "Ridge",
     "averaging",
@@ -57,9 +65,12 @@ __all__ = [
     "logistic_regression_logits",
     "markov_strategies",
     "masked_context",
+    "next_point_loss",
     "next_point_predictions",
+    "next_point_targets",
     "ngram_strategy",
     "online_sgd_logits",
+    "oracle_prefix_predictions",
     "point_errors",
     "point_predictions",
     "point_targets",

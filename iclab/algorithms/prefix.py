@@ -10,6 +10,7 @@ share work across prefixes (running sums, one pass of SGD, one factorisation) ov
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -107,13 +108,15 @@ def prefix_predictions(learner: ContextLearner, episodes: RegressionEpisode, chu
     matrices (dMMSE holds ``chunk × (N + 1) × pool`` numbers).
     """
     require(chunk >= 1, "chunk", chunk, "must be an integer >= 1")
+    return map_episodes(functools.partial(query_prefix_fits, learner), episodes, chunk)
 
-    def one(episode: RegressionEpisode) -> Float[Array, " ctx"]:
-        queries = jnp.broadcast_to(episode.query_x, (episode.context_y.shape[0] + 1,
-                                                     episode.query_x.shape[0]))
-        return learner.prefix_fits(episode.context_x, episode.context_y, queries)[1:]
 
-    return _map(one, episodes, chunk)
+def query_prefix_fits(learner: ContextLearner, episode: RegressionEpisode
+                      ) -> Float[Array, " ctx"]:
+    """One episode's query prediction after each prefix of n = 1 … N pairs."""
+    queries = jnp.broadcast_to(episode.query_x, (episode.context_y.shape[0] + 1,
+                                                 episode.query_x.shape[0]))
+    return learner.prefix_fits(episode.context_x, episode.context_y, queries)[1:]
 
 
 @eqx.filter_jit
@@ -131,7 +134,21 @@ def next_point_predictions(learner: ContextLearner, episodes: RegressionEpisode,
         queries = jnp.concatenate([episode.context_x, episode.query_x[None]])
         return learner.prefix_fits(episode.context_x, episode.context_y, queries)
 
-    return _map(one, episodes, chunk)
+    return map_episodes(one, episodes, chunk)
+
+
+@eqx.filter_jit
+def next_point_loss(learner: ContextLearner, episodes: RegressionEpisode) -> Float[Array, ""]:
+    """½·mean squared error of :func:`next_point_predictions` over every point of every
+    episode: the area under the learner's ICL curve, each point from the pairs before it."""
+    return 0.5 * jnp.mean((next_point_predictions(learner, episodes)
+                           - next_point_targets(episodes)) ** 2)
+
+
+def next_point_targets(episodes: RegressionEpisode) -> Float[Array, "*batch points"]:
+    """What :func:`next_point_predictions` predicts: ``concat(context_y, query_y)`` (over
+    any leading batch axes)."""
+    return jnp.concatenate([episodes.context_y, episodes.query_y[..., None]], axis=-1)
 
 
 def point_predictions(learner: ContextLearner | ModelLearner, episodes: RegressionEpisode,
@@ -158,7 +175,7 @@ def point_predictions(learner: ContextLearner | ModelLearner, episodes: Regressi
 def point_targets(episodes: RegressionEpisode) -> Float[Array, "batch points"]:
     """What :func:`point_predictions` predicts: every point's target, and for query-shifted
     prompts (two batch axes) the shifted point's (the diagonal)."""
-    targets = jnp.concatenate([episodes.context_y, episodes.query_y[..., None]], axis=-1)
+    targets = next_point_targets(episodes)
     if targets.ndim == 2:
         return targets
     return jnp.diagonal(targets, axis1=1, axis2=2)
@@ -174,11 +191,11 @@ def point_errors(learner: ContextLearner | ModelLearner, episodes: RegressionEpi
 @eqx.filter_jit
 def _model_points(learner: ModelLearner, episodes: RegressionEpisode, chunk: int
                   ) -> Float[Array, "batch points"]:
-    return _map(learner.predictions, episodes, chunk)
+    return map_episodes(learner.predictions, episodes, chunk)
 
 
-def _map(one: Callable[[RegressionEpisode], Array], episodes: RegressionEpisode, chunk: int
-         ) -> Array:
+def map_episodes(one: Callable[[RegressionEpisode], Array], episodes: RegressionEpisode,
+                 chunk: int) -> Array:
     """``one`` over the episodes, ``chunk`` at a time (all at once if they fit in one)."""
     if episodes.query_y.shape[0] <= chunk:
         return jax.vmap(one)(episodes)

@@ -20,23 +20,41 @@ from iclab.tasks.episode import RegressionEpisode
 
 def log_grid_search(build: Callable[[Float[Array, " p"]], Learner], episodes: RegressionEpisode,
                     low: tuple[float, ...], high: tuple[float, ...], points: int = 16,
-                    rounds: int = 4) -> tuple[Float[Array, " p"], Float[Array, ""]]:
-    """Minimise ``query_loss(build(params), episodes)`` over positive ``params``.
+                    rounds: int = 4, *,
+                    loss: Callable[[Learner, RegressionEpisode], Float[Array, ""]] = query_loss
+                    ) -> tuple[Float[Array, " p"], Float[Array, ""]]:
+    """Minimise ``loss(build(params), episodes)`` (default: the query loss) over positive
+    ``params``.
 
     Each round evaluates a ``points``-per-axis grid between ``low`` and ``high`` (log
-    scale), then zooms to ±2 grid spacings around the best point.
+    scale), then zooms to ±2 grid spacings around the best point. A point whose loss is
+    not finite (a rate past stability) never wins.
     """
     log_low, log_high = jnp.log(jnp.asarray(low)), jnp.log(jnp.asarray(high))
-    loss_at = eqx.filter_jit(lambda grid: jax.lax.map(
-        lambda log_params: query_loss(build(jnp.exp(log_params)), episodes), grid))
     for _ in range(rounds):
         axes = [jnp.linspace(lo, hi, points) for lo, hi in zip(log_low, log_high, strict=True)]
         grid = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
-        losses = loss_at(grid)
+        losses = _grid_losses(build, loss, episodes, grid)
         best = grid[jnp.argmin(losses)]
         spacing = (log_high - log_low) / (points - 1)
         log_low, log_high = best - 2 * spacing, best + 2 * spacing
     return jnp.exp(best), jnp.min(losses)
+
+
+@eqx.filter_jit
+def _grid_losses(build: Callable[[Float[Array, " p"]], Learner],
+                 loss: Callable[[Learner, RegressionEpisode], Float[Array, ""]],
+                 episodes: RegressionEpisode, log_grid: Float[Array, "points p"]
+                 ) -> Float[Array, " points"]:
+    """``loss`` at every grid point, +inf where it is not finite. One compiled program per
+    ``build`` and ``loss`` (static: the same functions on same-shaped episodes reuse it),
+    the episodes an input rather than constants folded into the program."""
+
+    def finite_loss(log_params: Float[Array, " p"]) -> Float[Array, ""]:
+        value = loss(build(jnp.exp(log_params)), episodes)
+        return jnp.where(jnp.isfinite(value), value, jnp.inf)
+
+    return jax.lax.map(finite_loss, log_grid)
 
 
 def tune_gd(episodes: RegressionEpisode, steps: int = 1) -> GradientDescent:

@@ -14,6 +14,7 @@ from iclab.analysis.circuits import (
     tla2,
 )
 from iclab.analysis.comparison import (
+    prediction_cosine,
     prediction_difference,
     sensitivities,
     sensitivity_cosine,
@@ -21,6 +22,12 @@ from iclab.analysis.comparison import (
     squared_prediction_difference,
 )
 from iclab.analysis.curves import icl_curve, shift_curve
+from iclab.analysis.decoding import (
+    decodability,
+    decodability_probe,
+    knn_classify,
+    ridge_classify,
+)
 from iclab.analysis.phases import (
     CIRCUIT_CHANGE,
     CIRCUIT_METRICS,
@@ -46,11 +53,12 @@ from iclab.analysis.weights import best_scale, relative_error_after_scale
 __all__ = [
     "CIRCUIT_CHANGE", "CIRCUIT_METRICS", "Phase", "PhaseRow", "PhaseRule", "PhaseSummary",
     "Transition", "best_scale", "bigram", "chunk_example", "circuit_probe",
-    "context_label_accuracy", "find_phases", "find_transitions", "icl_curve", "ila1",
-    "induction_strength", "jump_step", "label_attention", "label_bag_accuracy",
-    "phase2_accuracy", "phase_table", "prediction_difference", "prefix_matching_score",
-    "previous_token_score", "relative_error_after_scale", "repeated_random_tokens",
-    "sensitivities", "sensitivity_cosine", "sensitivity_difference", "shift_curve",
-    "smoothed", "squared_prediction_difference", "steepest_gain", "summarise_phases",
-    "tila2", "tla2", "with_rising",
+    "context_label_accuracy", "decodability", "decodability_probe", "find_phases",
+    "find_transitions", "icl_curve", "ila1", "induction_strength", "jump_step", "knn_classify",
+    "label_attention", "label_bag_accuracy", "phase2_accuracy", "phase_table",
+    "prediction_cosine", "prediction_difference", "prefix_matching_score", "previous_token_score",
+    "relative_error_after_scale", "repeated_random_tokens", "ridge_classify", "sensitivities",
+    "sensitivity_cosine", "sensitivity_difference", "shift_curve", "smoothed",
+    "squared_prediction_difference", "steepest_gain", "summarise_phases", "tila2", "tla2",
+    "with_rising",
 ]

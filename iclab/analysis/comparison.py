@@ -48,6 +48,14 @@ def sensitivity_cosine(a: Float[Array, "batch d"], b: Float[Array, "batch d"]
     return jnp.sum(a * b, axis=-1) / jnp.maximum(norms, 1e-12)
 
 
+def prediction_cosine(a: Float[Array, "*shape"], b: Float[Array, "*shape"]) -> Float[Array, ""]:
+    """Cosine similarity of two learners' predictions on the same episodes (and points),
+    each taken as one vector: 1 when one is a positive multiple of the other. A reduction,
+    unlike the per-episode metrics: one prediction per episode has no per-episode cosine."""
+    a, b = jnp.ravel(a), jnp.ravel(b)
+    return jnp.sum(a * b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-12)
+
+
 def sensitivity_difference(a: Float[Array, "batch d"], b: Float[Array, "batch d"]
                            ) -> Float[Array, " batch"]:
     """Euclidean distance between two learners' sensitivities, per episode ("model diff")."""

@@ -5,7 +5,14 @@ from iclab.formats.base import Format
 from iclab.formats.classification import ItemLabelTokens
 from iclab.formats.gpicl import SequenceLabelTokens, accuracy_by_position
 from iclab.formats.markov import StateTokens
-from iclab.formats.regression import InterleavedTokens, PairTokens, RegressionFormat
+from iclab.formats.recall import RecallTokens, RecallVectors
+from iclab.formats.regression import (
+    InterleavedTokens,
+    PairTokens,
+    PreviousPairTokens,
+    RegressionFormat,
+)
 
-__all__ = ["Format", "InterleavedTokens", "ItemLabelTokens", "PairTokens", "RegressionFormat",
-           "SequenceLabelTokens", "StateTokens", "accuracy_by_position"]
+__all__ = ["Format", "InterleavedTokens", "ItemLabelTokens", "PairTokens", "PreviousPairTokens",
+           "RecallTokens", "RecallVectors", "RegressionFormat", "SequenceLabelTokens",
+           "StateTokens", "accuracy_by_position"]

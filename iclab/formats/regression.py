@@ -76,3 +76,31 @@ class InterleavedTokens(RegressionFormat):
 
     def targets(self, episode: RegressionEpisode) -> Float[Array, " pred"]:
         return jnp.concatenate([episode.context_y, episode.query_y[None]])
+
+
+@dataclasses.dataclass(frozen=True)
+class PreviousPairTokens(RegressionFormat):
+    """Token t holds the pair before it and its own input, ``[x_{t−1}; y_{t−1}; x_t]``
+    (zeros before the first pair; the last token's input is the query), width 2d + 1.
+
+    A recurrent memory that writes ``(x_{t−1}, y_{t−1})`` at token t and reads at x_t
+    predicts y_t from exactly the t pairs before it — a read after the write of its own
+    token, as fast-weight layers read, that never sees y_t. Output 0 of every token is a
+    prediction (t = 0 … N, the query's last): Garg et al.'s per-prefix convention, and
+    :func:`~iclab.algorithms.next_point_predictions`' order.
+    """
+
+    def token_dim(self, dim: int) -> int:
+        return 2 * dim + 1
+
+    def encode(self, episode: RegressionEpisode) -> Float[Array, "seq token"]:
+        pairs = jnp.concatenate([episode.context_x, episode.context_y[:, None]], axis=1)
+        previous = jnp.concatenate([jnp.zeros_like(pairs[:1]), pairs])  # (N + 1, d + 1)
+        inputs = jnp.concatenate([episode.context_x, episode.query_x[None]])
+        return jnp.concatenate([previous, inputs], axis=1)
+
+    def decode(self, outputs: Float[Array, "seq out"]) -> Float[Array, " pred"]:
+        return outputs[:, 0]
+
+    def targets(self, episode: RegressionEpisode) -> Float[Array, " pred"]:
+        return jnp.concatenate([episode.context_y, episode.query_y[None]])

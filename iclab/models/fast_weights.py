@@ -130,6 +130,8 @@ class FastWeightConfig(MultiHeadMemory):
         normalize: L2-normalise every query and key.
         mlp: a ReLU MLP sublayer after each memory (the papers' blocks have one).
         head: "linear" read-out, or "mlp": a ReLU MLP with two hidden layers of d_model.
+        layer_norm: LayerNorm before each sublayer and the read-out; off, a stack with a
+            linear head, no MLP, no activation and no normalisation is linear in the values.
     """
 
     rule: Rule = "delta"
@@ -143,6 +145,7 @@ class FastWeightConfig(MultiHeadMemory):
     normalize: bool = True
     mlp: bool = True
     head: Literal["linear", "mlp"] = "linear"
+    layer_norm: bool = True
 
     def __post_init__(self) -> None:
         require_numbers(self, "model.")
@@ -164,7 +167,8 @@ class FastWeightConfig(MultiHeadMemory):
             if self.mlp:
                 block.append(("mlp", PositionwiseMLP(self.d_model, key=keys[2 * layer + 1])))
             blocks.append(block)
-        return SequenceStack(d_in, d_out, self.d_model, blocks, head=self.head, key=k_stack)
+        return SequenceStack(d_in, d_out, self.d_model, blocks, head=self.head, key=k_stack,
+                             norm=self.layer_norm)
 
 
 class Features(eqx.Module):

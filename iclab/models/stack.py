@@ -6,7 +6,9 @@ The selective SSM (:mod:`iclab.models.ssm`), the fast-weight memories
 row from its own and earlier rows only. A :class:`SequenceStack` wraps them as a transformer
 wraps attention: a linear read-in to ``d_model``, blocks of pre-LayerNorm residual sublayers
 ``x ← x + f(LN(x))`` (a mixer, then optionally sliding-window attention or a ReLU MLP), a
-final LayerNorm and a read-out at every position. Causal by construction.
+final LayerNorm and a read-out at every position. Causal by construction. Without its
+LayerNorms (``norm=False``) a stack of linear sublayers is linear in its tokens, which the
+closed forms of :mod:`iclab.algorithms.fast_weights` need.
 
 Hook sites shared by every stack (unbatched shapes; s sequence, d d_model):
 
@@ -35,6 +37,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from iclab.models.attention import MultiHeadAttention
 from iclab.models.hooks import Hooks, call_hook
+from iclab.models.transformer import apply_norm
 
 
 class SequenceMixer(Protocol):
@@ -46,15 +49,17 @@ class SequenceMixer(Protocol):
 
 
 class Residual(eqx.Module):
-    """``x + layer(LN(x))``: one pre-LayerNorm residual sublayer named ``site``."""
+    """``x + layer(LN(x))``: one pre-LayerNorm residual sublayer named ``site``
+    (``x + layer(x)`` without a norm)."""
 
-    norm: eqx.nn.LayerNorm
+    norm: eqx.nn.LayerNorm | None
     layer: eqx.Module
     site: str = eqx.field(static=True)
 
     def __call__(self, x: Float[Array, "seq d_model"], block: str, hooks: Hooks | None
                  ) -> Float[Array, "seq d_model"]:
-        return x + self.layer(jax.vmap(self.norm)(x), hooks=hooks, name=f"{block}.{self.site}")
+        return x + self.layer(apply_norm(self.norm, x), hooks=hooks,
+                              name=f"{block}.{self.site}")
 
 
 class PositionwiseMLP(eqx.Module):
@@ -126,18 +131,20 @@ class SequenceStack(eqx.Module):
 
     read_in: eqx.nn.Linear
     blocks: tuple[tuple[Residual, ...], ...]
-    norm_out: eqx.nn.LayerNorm
+    norm_out: eqx.nn.LayerNorm | None
     read_out: eqx.nn.Linear | eqx.nn.MLP
 
     def __init__(self, d_in: int, d_out: int, d_model: int,
                  blocks: list[list[tuple[str, eqx.Module]]], *,
-                 head: Literal["linear", "mlp"], key: PRNGKeyArray):
-        """``blocks[l]`` lists block l's sublayers as ``(site, mixer)`` pairs, in order."""
+                 head: Literal["linear", "mlp"], key: PRNGKeyArray, norm: bool = True):
+        """``blocks[l]`` lists block l's sublayers as ``(site, mixer)`` pairs, in order;
+        ``norm=False`` leaves out every LayerNorm."""
         k_in, k_out = jax.random.split(key)
         self.read_in = eqx.nn.Linear(d_in, d_model, key=k_in)
-        self.blocks = tuple(tuple(Residual(eqx.nn.LayerNorm(d_model), layer, site)
+        self.blocks = tuple(tuple(Residual(eqx.nn.LayerNorm(d_model) if norm else None, layer,
+                                           site)
                                   for site, layer in block) for block in blocks)
-        self.norm_out = eqx.nn.LayerNorm(d_model)
+        self.norm_out = eqx.nn.LayerNorm(d_model) if norm else None
         self.read_out = (eqx.nn.Linear(d_model, d_out, key=k_out) if head == "linear" else
                          eqx.nn.MLP(d_model, d_out, d_model, depth=2, activation=jax.nn.relu,
                                     key=k_out))
@@ -162,4 +169,4 @@ class SequenceStack(eqx.Module):
             for sublayer in block:
                 x = sublayer(x, name, hooks)
             x = call_hook(hooks, f"{name}.resid_post", x)
-        return jax.vmap(self.norm_out)(x)
+        return apply_norm(self.norm_out, x)

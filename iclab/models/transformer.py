@@ -107,21 +107,21 @@ class Block(eqx.Module):
 
     def __call__(self, x: Float[Array, "seq d"], mask: Array, layer: int,
                  hooks: Hooks | None) -> Float[Array, "seq d"]:
-        x = x + self.attn(_norm(self.norm_attn, x), mask, hooks=hooks,
+        x = x + self.attn(apply_norm(self.norm_attn, x), mask, hooks=hooks,
                           name=f"blocks.{layer}.attn")
         return self._mlp(x, layer, hooks)
 
     def rows(self, x: Float[Array, "seq d"], mask: Array, rows: slice
              ) -> Float[Array, "rows d"]:
         """``self(x, ...)[rows]`` without hook sites, attending from ``rows`` only."""
-        return self._mlp(x[rows] + self.attn.attend_from(_norm(self.norm_attn, x), mask, rows),
-                         None, None)
+        return self._mlp(x[rows] + self.attn.attend_from(apply_norm(self.norm_attn, x), mask,
+                                                         rows), None, None)
 
     def _mlp(self, x: Float[Array, "n d"], layer: int | None, hooks: Hooks | None
              ) -> Float[Array, "n d"]:
         if self.mlp is None:
             return x
-        out = jax.vmap(self.mlp)(_norm(self.norm_mlp, x))
+        out = jax.vmap(self.mlp)(apply_norm(self.norm_mlp, x))
         return x + call_hook(hooks, f"blocks.{layer}.mlp.out", out)
 
 
@@ -161,7 +161,7 @@ class Transformer(eqx.Module):
             x = call_hook(hooks, f"blocks.{layer}.resid_pre", x)
             x = block(x, mask, layer, hooks)
             x = call_hook(hooks, f"blocks.{layer}.resid_post", x)
-        return jax.vmap(self.read_out)(_norm(self.norm_out, x))
+        return jax.vmap(self.read_out)(apply_norm(self.norm_out, x))
 
     def outputs_at(self, tokens: Float[Array, "seq d_in"], positions: slice
                    ) -> Float[Array, "rows d_out"]:
@@ -173,7 +173,7 @@ class Transformer(eqx.Module):
         for layer, block in enumerate(self.blocks[:-1]):
             x = block(x, mask, layer, None)
         x = self.blocks[-1].rows(x, mask, positions)
-        return jax.vmap(self.read_out)(_norm(self.norm_out, x))
+        return jax.vmap(self.read_out)(apply_norm(self.norm_out, x))
 
     def _embed(self, tokens: Float[Array, "seq d_in"]
                ) -> tuple[Float[Array, "seq d_model"], Array]:
@@ -198,5 +198,6 @@ def sinusoidal_positions(max_len: int, d: int) -> Float[Array, "max_len d"]:
     return code.at[:, 1::2].set(jnp.cos(position * freq[: d // 2]))
 
 
-def _norm(norm: eqx.nn.LayerNorm | None, x: Array) -> Array:
+def apply_norm(norm: eqx.nn.LayerNorm | None, x: Array) -> Array:
+    """``norm`` at every row of ``x``; ``x`` itself without a norm."""
     return x if norm is None else jax.vmap(norm)(x)

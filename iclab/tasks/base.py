@@ -10,8 +10,10 @@ from iclab.tasks.classification import ClassificationEpisode
 from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.gpicl import GPICLEpisode
 from iclab.tasks.markov import MarkovEpisode
+from iclab.tasks.recall import RecallEpisode
 
-Episode = RegressionEpisode | ClassificationEpisode | GPICLEpisode | MarkovEpisode
+Episode = (RegressionEpisode | ClassificationEpisode | GPICLEpisode | MarkovEpisode
+           | RecallEpisode)
 """Any episode type a task produces (batched or, under ``vmap``, one episode)."""
 
 

@@ -2,7 +2,8 @@
 
 The task distribution of von Oswald et al. (2022, §2: d = N = 10, w ~ N(0, I),
 x ~ U(-0.5, 0.5) in the authors' code), Garg et al. (2022, x ~ N(0, I)) and, with a finite
-pool of M tasks and output noise, Raventós et al. (2023).
+pool of M tasks and output noise, Raventós et al. (2023); optionally with ill-conditioned
+inputs, and (:class:`TaskSwitch`) with a change of task inside the context.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
@@ -34,6 +36,9 @@ class LinearRegression:
             having w_i = w_scale · N(0, I) drawn from fold_in(pool_seed, i) — any pool
             size costs no memory. None draws fresh weights for every episode.
         pool_seed: seed of the finite task pool.
+        x_condition: condition number κ of the inputs' covariance: coordinate i is scaled by
+            √λ_i, with λ_i ∝ κ^(−i/(d−1)) geometrically spaced and averaging 1, so E|x|²
+            does not depend on κ. 1 is isotropic.
     """
 
     dim: int = 10
@@ -44,6 +49,7 @@ class LinearRegression:
     noise_std: float = 0.0
     pool_size: int | None = None
     pool_seed: int = 0
+    x_condition: float = 1.0
 
     def __post_init__(self) -> None:
         require_numbers(self, "task.")
@@ -59,6 +65,8 @@ class LinearRegression:
         require(self.pool_seed == 0 or self.pool_size is not None, "task.pool_seed",
                 self.pool_seed, "has no effect without task.pool_size (fresh weights for "
                 "every episode)")
+        require(self.x_condition >= 1, "task.x_condition", self.x_condition,
+                "must be >= 1 (1: isotropic inputs)")
 
     def sample(self, key: PRNGKeyArray, batch_size: int) -> RegressionEpisode:
         """Draw ``batch_size`` independent episodes; a pure function of ``key``."""
@@ -66,6 +74,8 @@ class LinearRegression:
         n_points = self.n_context + 1
         x = self._inputs(key_x, batch_size * n_points * self.dim)
         x = x.reshape(batch_size, n_points, self.dim)
+        if self.x_condition != 1:
+            x = x * jnp.sqrt(self.covariance_eigenvalues())
         task_id, w = self._weights(key_w, batch_size)
         y = jnp.einsum("bnd,bd->bn", x, w)
         if self.noise_std > 0:
@@ -74,6 +84,12 @@ class LinearRegression:
             context_x=x[:, :-1], context_y=y[:, :-1], query_x=x[:, -1], query_y=y[:, -1],
             weights=w, task_id=task_id,
         )
+
+    def covariance_eigenvalues(self) -> Float[Array, " d"]:
+        """The variances λ_i of the input coordinates relative to ``x_scale``'s: geometric
+        from the largest to the largest / κ, mean 1."""
+        spread = self.x_condition ** -jnp.linspace(0.0, 1.0, self.dim)
+        return spread / jnp.mean(spread)
 
     def _inputs(self, key: PRNGKeyArray, n: int) -> Float[Array, " n"]:
         # One flat draw: XLA's CPU generators are several times slower on odd trailing dims.
@@ -93,3 +109,32 @@ class LinearRegression:
         """Weights of task ``task_id`` of the finite pool (Raventós et al. 2023, §2)."""
         key = jax.random.fold_in(jax.random.key(self.pool_seed), task_id)
         return self.w_scale * jax.random.normal(key, (self.dim,))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSwitch:
+    """Episodes of ``task`` whose task changes once, after ``at`` context pairs: pairs
+    0 … at − 1 follow one weight vector, the later pairs and the query a second, independent
+    one (``weights`` and ``task_id`` are the second's).
+
+    Attributes:
+        task: the distribution both weight vectors, the inputs and the noise come from.
+        at: context pairs drawn before the switch, 1 … task.n_context.
+    """
+
+    task: LinearRegression
+    at: int
+
+    def __post_init__(self) -> None:
+        require(1 <= self.at <= self.task.n_context, "switch_at", self.at,
+                f"must be between 1 and task.n_context={self.task.n_context}")
+
+    def sample(self, key: PRNGKeyArray, batch_size: int) -> RegressionEpisode:
+        """Draw ``batch_size`` episodes; a pure function of ``key``."""
+        key_before, key_after = jax.random.split(key)
+        before = self.task.sample(key_before, batch_size)
+        after = self.task.sample(key_after, batch_size)
+        first = jnp.arange(self.task.n_context) < self.at  # (ctx,)
+        return eqx.tree_at(lambda e: (e.context_x, e.context_y), after, (
+            jnp.where(first[:, None], before.context_x, after.context_x),
+            jnp.where(first, before.context_y, after.context_y)))

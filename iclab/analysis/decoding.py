@@ -1,0 +1,96 @@
+"""Task decodability: how well a latent task can be read off a model's representations
+(Han, Song, Gore & Agrawal 2024, "Emergence of Abstractions: Concept Encoding and Decoding
+Mechanism for In-Context Learning in Transformers", §3: a k-NN classifier of the latent
+concept from a layer's representation at the last token, scored on held-out sequences).
+
+Both classifiers are closed-form and written in JAX, so the trainer can log decodability
+per layer at every evaluation (a :data:`~iclab.train.Probe`): the evaluation episodes'
+first half fits the classifier, the second half scores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from iclab.config import require
+from iclab.formats.base import Format
+from iclab.models.hooks import run_with_hooks
+
+
+def knn_classify(train_x: Float[Array, "train d"], train_y: Int[Array, " train"],
+                 test_x: Float[Array, "test d"], *, k: int, n_classes: int
+                 ) -> Int[Array, " test"]:
+    """The majority label of each test point's ``k`` nearest training points (Euclidean),
+    ties to the smallest label — scikit-learn's ``KNeighborsClassifier(k)``."""
+    distances = (jnp.sum(test_x**2, axis=1)[:, None] - 2 * test_x @ train_x.T
+                 + jnp.sum(train_x**2, axis=1)[None, :])
+    _, nearest = jax.lax.top_k(-distances, k)  # (test, k)
+    votes = jnp.sum(jax.nn.one_hot(train_y[nearest], n_classes), axis=1)
+    return jnp.argmax(votes, axis=1)  # the first maximum: the smallest label
+
+
+def ridge_classify(train_x: Float[Array, "train d"], train_y: Int[Array, " train"],
+                   test_x: Float[Array, "test d"], *, penalty: float, n_classes: int
+                   ) -> Int[Array, " test"]:
+    """The argmax of a ridge regression onto one-hot labels, with an unpenalised intercept
+    (features and targets centred on the training means) — scikit-learn's
+    ``RidgeClassifier(alpha=penalty)``, whose ±1 coding changes no argmax."""
+    mean_x = jnp.mean(train_x, axis=0)
+    targets = jax.nn.one_hot(train_y, n_classes)
+    mean_t = jnp.mean(targets, axis=0)
+    centred = train_x - mean_x
+    gram = centred.T @ centred + penalty * jnp.eye(train_x.shape[1], dtype=train_x.dtype)
+    weights = jnp.linalg.solve(gram, centred.T @ (targets - mean_t))
+    return jnp.argmax((test_x - mean_x) @ weights + mean_t, axis=1)
+
+
+def decodability(features: Float[Array, "n d"], labels: Int[Array, " n"], *, n_classes: int,
+                 k: int = 10, penalty: float = 1e-3) -> dict[str, Float[Array, ""]]:
+    """Held-out accuracy of both classifiers: the first half of the rows fits, the second
+    half scores. ``knn``: k-NN (Han et al.'s task decodability); ``linear``: the ridge
+    classifier. Chance is the largest label share of the second half."""
+    require(features.shape[0] >= 2 * k, "k", k,
+            f"must be at most half the {features.shape[0]} sequences (the fitting half)")
+    half = features.shape[0] // 2
+    train_x, train_y, test_x, test_y = (features[:half], labels[:half], features[half:],
+                                        labels[half:])
+    knn = knn_classify(train_x, train_y, test_x, k=k, n_classes=n_classes)
+    linear = ridge_classify(train_x, train_y, test_x, penalty=penalty, n_classes=n_classes)
+    return {"knn": jnp.mean(knn == test_y), "linear": jnp.mean(linear == test_y)}
+
+
+def decodability_probe(format: Format, *, layers: Sequence[int], n_classes: int,
+                       labels: Callable[[Any], Int[Array, " batch"]] = lambda e: e.task_id,
+                       k: int = 10, penalty: float = 1e-3
+                       ) -> Callable[[eqx.Module, Any], dict[str, Array]]:
+    """A probe logging each layer's task decodability from its residual stream after the
+    layer (``blocks.{layer}.resid_post``) at the last token.
+
+    Names are ``L{layer}.decodability_knn`` and ``L{layer}.decodability_linear``. The
+    evaluation episodes' ``labels`` (default: their ``task_id``) are the latent tasks.
+    """
+    def last_tokens(model: eqx.Module, episode: Any) -> list[Array]:
+        _, cache = run_with_hooks(model, format.encode(episode),
+                                  capture=["blocks.*.resid_post"])
+        for layer in layers:
+            require(f"blocks.{layer}.resid_post" in cache, "layers", list(layers),
+                    f"must name layers of the model: 0 … {len(cache) - 1}")
+        return [cache[f"blocks.{layer}.resid_post"][-1] for layer in layers]
+
+    def probe(model: eqx.Module, episodes: Any) -> dict[str, Array]:
+        per_layer = jax.vmap(lambda episode: last_tokens(model, episode))(episodes)
+        out = {}
+        for layer, features in zip(layers, per_layer, strict=True):
+            scores = decodability(features, labels(episodes), n_classes=n_classes, k=k,
+                                  penalty=penalty)
+            for name, value in scores.items():
+                out[f"L{layer}.decodability_{name}"] = value
+        return out
+
+    return probe
