@@ -22,6 +22,8 @@ from iclab.tasks import (
     shifted_task,
 )
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 SMALL = FunctionRegression(dim=4, n_context=6)  # few shapes: each one compiles
 
 

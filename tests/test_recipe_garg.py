@@ -11,9 +11,12 @@ from iclab.recipes.garg import GargConfig, best_lasso, claims, headline_numbers
 from iclab.runs import load_run
 from iclab.tasks import FunctionRegression
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # the tiny run is mostly compiling
+
 TINY = ["--train.steps", "40", "--train.eval-every", "20", "--train.checkpoint-every", "20",
         "--train.eval-size", "64", "--curve-prompts", "64", "--shift-prompts", "8",
-        "--shifts", "noisy", "orthant", "--no-progress"]
+        "--shifts", "noisy", "orthant", "--model.n-layers", "1", "--lasso-penalties", "0.1",
+        "--no-progress"]
 
 
 def _arrays() -> dict[str, np.ndarray]:
