@@ -125,11 +125,22 @@ RNN_VS_TRANSFORMER = [
     ("rt-cells", ["--cells", "rnn"], "--cells"),
     ("rt-max-len", ["--transformer.max-len", "10"], "transformer.max_len"),
 ]
+GARG = [
+    ("ga-sparsity-past-dim", ["--task.sparsity", "6"], "task.sparsity"),
+    ("ga-depth-zero", ["--task.depth", "0"], "task.depth"),
+    ("ga-noise-negative", ["--task.noise-std", "-1"], "task.noise_std"),
+    ("ga-kappa-below-one", ["--task.condition-number", "0.5"], "task.condition_number"),
+    ("ga-unknown-covariance", ["--task.covariance", "diagonal"], "--task.covariance"),
+    ("ga-unknown-function", ["--functions", "quadratic"], "functions"),
+    ("ga-task-function", ["--task.function", "tree"], "task.function"),
+    ("ga-unknown-shift", ["--shifts", "sideways"], "shifts"),
+    ("ga-shift-noise-negative", ["--shift-noise-std", "-1"], "shift_noise_std"),
+]
 RUN_CASES = [(case_id, recipe, argv, text)
              for recipe, cases in (("von-oswald", VON_OSWALD), ("reddy", REDDY),
                                    ("minegishi", MINEGISHI), ("kirsch", KIRSCH),
                                    ("rnn-vs-transformer", RNN_VS_TRANSFORMER),
-                                   ("bursty", BURSTY))
+                                   ("bursty", BURSTY), ("garg", GARG))
              for case_id, argv, text in cases]
 
 # Commands on prepared folders: (id, argv, text). These folders exist and must be unchanged.
@@ -305,7 +316,7 @@ def test_probe_count():
     """The issue asks for at least 40 bad inputs across the five recipes."""
     assert len(RUN_CASES) + len(FOLDER_CASES) >= 40
     assert {case[1] for case in RUN_CASES} == {"von-oswald", "reddy", "minegishi", "kirsch",
-                                                "rnn-vs-transformer", "bursty"}
+                                                "rnn-vs-transformer", "bursty", "garg"}
 
 
 @pytest.mark.parametrize("argv", [

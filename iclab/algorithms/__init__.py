@@ -24,6 +24,9 @@ from iclab.algorithms.prefix import (
     next_point_loss,
     next_point_predictions,
     next_point_targets,
+    point_errors,
+    point_predictions,
+    point_targets,
     prefix_predictions,
 )
 from iclab.algorithms.sequence_classifiers import (
@@ -68,6 +71,9 @@ __all__ = [
     "ngram_strategy",
     "online_sgd_logits",
     "oracle_prefix_predictions",
+    "point_errors",
+    "point_predictions",
+    "point_targets",
     "prefix_predictions",
     "tune_gd",
     "tune_gd_plus_plus",

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
 from iclab.config import require
-from iclab.learners import Learner
+from iclab.learners import Learner, ModelLearner
 from iclab.tasks.episode import RegressionEpisode
 
 
@@ -145,9 +145,53 @@ def next_point_loss(learner: ContextLearner, episodes: RegressionEpisode) -> Flo
                            - next_point_targets(episodes)) ** 2)
 
 
-def next_point_targets(episodes: RegressionEpisode) -> Float[Array, "batch points"]:
-    """What :func:`next_point_predictions` predicts: ``concat(context_y, query_y)``."""
-    return jnp.concatenate([episodes.context_y, episodes.query_y[:, None]], axis=1)
+def next_point_targets(episodes: RegressionEpisode) -> Float[Array, "*batch points"]:
+    """What :func:`next_point_predictions` predicts: ``concat(context_y, query_y)`` (over
+    any leading batch axes)."""
+    return jnp.concatenate([episodes.context_y, episodes.query_y[..., None]], axis=-1)
+
+
+def point_predictions(learner: ContextLearner | ModelLearner, episodes: RegressionEpisode,
+                      chunk: int = 32) -> Float[Array, "batch points"]:
+    """Every point of every prompt predicted from the pairs before it, for a classical
+    learner (:func:`next_point_predictions`) or a trained model read through a format that
+    predicts at every point (e.g. :class:`~iclab.formats.InterleavedTokens`).
+
+    ``episodes`` has one batch axis, or two for query-shifted prompts
+    (:func:`iclab.tasks.shifted_prompts`): there episode ``[b, n]`` is prompt b with its
+    point n shifted, and entry ``[b, n]`` is its prediction at point n (the diagonal).
+    """
+    shape = episodes.query_y.shape
+    flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[len(shape):]), episodes)
+    if isinstance(learner, ContextLearner):
+        predictions = next_point_predictions(learner, flat, chunk)
+    else:
+        predictions = _model_points(learner, flat, chunk)
+    if len(shape) == 1:
+        return predictions
+    return jnp.diagonal(predictions.reshape(*shape, -1), axis1=1, axis2=2)
+
+
+def point_targets(episodes: RegressionEpisode) -> Float[Array, "batch points"]:
+    """What :func:`point_predictions` predicts: every point's target, and for query-shifted
+    prompts (two batch axes) the shifted point's (the diagonal)."""
+    targets = next_point_targets(episodes)
+    if targets.ndim == 2:
+        return targets
+    return jnp.diagonal(targets, axis1=1, axis2=2)
+
+
+def point_errors(learner: ContextLearner | ModelLearner, episodes: RegressionEpisode,
+                 chunk: int = 32) -> Float[Array, "batch points"]:
+    """Squared error of :func:`point_predictions` at every point (Garg et al. 2022 divide its
+    mean by d)."""
+    return (point_predictions(learner, episodes, chunk) - point_targets(episodes)) ** 2
+
+
+@eqx.filter_jit
+def _model_points(learner: ModelLearner, episodes: RegressionEpisode, chunk: int
+                  ) -> Float[Array, "batch points"]:
+    return map_episodes(learner.predictions, episodes, chunk)
 
 
 def map_episodes(one: Callable[[RegressionEpisode], Array], episodes: RegressionEpisode,

@@ -4,6 +4,7 @@ from iclab.recipes import (
     bursty,
     chan,
     fast_weights,
+    garg,
     gpicl_pool,
     kirsch,
     minegishi,
@@ -13,5 +14,5 @@ from iclab.recipes import (
 )
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
-__all__ = ["RECIPES", "Recipe", "bursty", "chan", "fast_weights", "get_recipe", "gpicl_pool",
-           "kirsch", "minegishi", "reddy", "rnn_vs_transformer", "von_oswald"]
+__all__ = ["RECIPES", "Recipe", "bursty", "chan", "fast_weights", "garg", "get_recipe",
+           "gpicl_pool", "kirsch", "minegishi", "reddy", "rnn_vs_transformer", "von_oswald"]
