@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import jax
 import pytest
@@ -32,6 +33,18 @@ def pytest_configure(config: pytest.Config) -> None:
     jax.config.update("jax_compilation_cache_dir", os.environ[CACHE])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow science tests first, then files with end-to-end tests, then the
+    rest, each file's tests in their order: pytest-xdist hands out whole files in this
+    order, so the longest start first and the workers finish together."""
+    rank: dict[Path, int] = {}
+    for item in items:
+        marks = {mark.name for mark in item.iter_markers()}
+        here = 0 if "slow" in marks else 1 if "e2e" in marks else 2
+        rank[item.path] = min(rank.get(item.path, 2), here)
+    items.sort(key=lambda item: rank[item.path])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
