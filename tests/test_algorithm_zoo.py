@@ -36,6 +36,8 @@ from iclab.algorithms import (
 from iclab.learners import predict
 from iclab.tasks import LinearRegression, RegressionEpisode
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 DIM, N_CONTEXT, BATCH = 3, 5, 6
 TASK = LinearRegression(dim=DIM, n_context=N_CONTEXT, x_distribution="gaussian",
                         noise_std=0.3, pool_size=4)

@@ -18,6 +18,8 @@ from iclab.algorithms import (
 from iclab.learners import Learner, ZeroPredictor, predict, query_loss
 from iclab.tasks import LinearRegression, RegressionEpisode
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 DIM, N_CONTEXT = 4, 6
 TASK = LinearRegression(dim=DIM, n_context=N_CONTEXT)
 

@@ -22,6 +22,8 @@ from iclab.analysis import (
 from iclab.learners import Learner, ZeroPredictor
 from iclab.tasks import LinearRegression, RegressionEpisode
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 
 class _Fixed(Learner):
     """Predicts ``scale · x_q[0] + offset`` — a learner whose numbers are known by hand."""

@@ -23,6 +23,8 @@ from iclab.models import (
     run_with_hooks,
 )
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 SEQ, D_IN = 5, 4
 
 _cached = eqx.filter_jit(run_with_cache)

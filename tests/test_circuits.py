@@ -25,6 +25,8 @@ from iclab.analysis.circuits import (
     tla2,
 )
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 SEQ = 7  # N = 3
 
 

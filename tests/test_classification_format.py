@@ -14,6 +14,8 @@ from iclab.models import LearnedLabels, TransformerConfig, run_with_hooks
 from iclab.tasks import BurstyClassification, ClassificationEpisode
 from iclab.train import TrainConfig, Trainer, fit
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 
 def _episode(labels=(2, 0), query_label=1, position_draw=0.0) -> ClassificationEpisode:
     # N = 2 context items of dimension 4 with distinct, recognisable values.

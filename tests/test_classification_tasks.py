@@ -19,6 +19,8 @@ from iclab.tasks.classification import (
     evaluation_sets,
 )
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 # Sampling runs eagerly and XLA compiles every operation once per shape (~10 s for a new
 # set of shapes on a small CPU), so the tests share one batch size and, but for the
 # burstiness sweep, one set of shapes: Minegishi et al.'s K = 64, L = 32, N = 4, D = 63.

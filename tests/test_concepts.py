@@ -21,6 +21,8 @@ from iclab.algorithms import (
 from iclab.errors import ConfigError
 from iclab.tasks import ConceptRegression
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 
 def test_supports_are_blocks_that_overlap_by_the_option():
     np.testing.assert_array_equal(ConceptRegression().supports,

@@ -17,6 +17,8 @@ from iclab.formats import InterleavedTokens
 from iclab.models import TransformerConfig, run_with_hooks
 from iclab.tasks import ConceptRegression
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 
 def _blobs(key, n, n_classes=3, dim=5, spread=1.5):
     key_labels, key_points = jax.random.split(key)

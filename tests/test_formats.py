@@ -9,6 +9,8 @@ import pytest
 from iclab.formats import InterleavedTokens, PairTokens
 from iclab.tasks import RegressionEpisode
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 
 @pytest.fixture
 def episode() -> RegressionEpisode:

@@ -18,6 +18,8 @@ from iclab.models import TransformerConfig
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask, _device_data, evaluation_sets
 from iclab.train import TrainConfig, Trainer, fit
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 # The `random` dataset (800 train x 64 features, 10 classes) loads in milliseconds and has
 # no duplicate rows, so every projected input can be traced back to its example. Few
 # distinct shapes and jitted samplers: every new shape costs XLA compilations.

@@ -19,6 +19,8 @@ from iclab.models import LSAConfig
 from iclab.tasks import LinearRegression
 from iclab.train import MetricLogger, TensorBoardLogger, TrainConfig, Trainer, fit, make_logger
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 TASK = LinearRegression(dim=2, n_context=4)
 CONFIG = TrainConfig(steps=40, batch_size=16, eval_every=20, checkpoint_every=20,
                      eval_size=32, lr=1e-2)

@@ -12,6 +12,8 @@ import pytest
 
 from iclab.algorithms import markov
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 # Compiled once each: op-by-op dispatch would compile every operation on its own.
 _states = functools.partial(jax.jit, static_argnames="n_states")
 _states_order = functools.partial(jax.jit, static_argnames=("n_states", "order"))

@@ -32,6 +32,8 @@ from iclab.models import (
 from iclab.models.transformer import sinusoidal_positions
 from iclab.tasks import LinearRegression
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 DIM, N_CONTEXT = 4, 6
 TASK = LinearRegression(dim=DIM, n_context=N_CONTEXT)
 FORMAT = PairTokens()  # one instance: the format is a static (hashed) field of ModelLearner

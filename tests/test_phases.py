@@ -26,6 +26,8 @@ from iclab.analysis.phases import (
 )
 from iclab.config import ConfigError
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 # Minegishi et al. (2025)'s staircase: 1/3 → 0.75 → 1.0, rising over [1000, 1040] and
 # [2000, 2030]; noise within ±0.01, so no two points differ by the 0.025 threshold.
 KNOTS = [0, 1000, 1040, 2000, 2030, 3000]

@@ -13,6 +13,8 @@ from iclab.models import TransformerConfig, run_with_hooks
 from iclab.tasks import InContextMetaLearning
 from iclab.train import TrainConfig, Trainer, fit
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 TASK = InContextMetaLearning(n_classes=8, n_labels=8, n_tasks=2, dim=10)
 FORMAT = ItemLabelTokens(n_labels=8, position_width=10)
 MODEL = TransformerConfig(d_model=20, n_layers=2, n_heads=2, scaled=False, read_in=False,

@@ -14,6 +14,8 @@ from iclab.errors import ConfigError
 from iclab.formats import RecallTokens, RecallVectors
 from iclab.tasks import AssociativeRecall, RecallEpisode, VectorRecall, recall_evaluation_sets
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 
 @pytest.mark.parametrize("task", [AssociativeRecall(), AssociativeRecall(n_pairs=5, n_queries=3,
                                                                          vocab_size=10)],

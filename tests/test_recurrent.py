@@ -25,6 +25,8 @@ from iclab.models.transformer import TransformerConfig
 from iclab.tasks import LinearRegression
 from iclab.train import TrainConfig, Trainer, fit
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 D_IN, D_OUT, SEQ, HIDDEN = 3, 1, 7, 8  # shared shapes share compiled initialisers
 
 CONFIGS = [

@@ -21,6 +21,8 @@ from iclab.algorithms import (
 from iclab.formats.gpicl import accuracy_by_position
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 CLASSIFIERS = {
     "online_sgd": lambda x, labels, n: online_sgd_logits(x, labels, n, 0.5),
     "logistic_regression": lambda x, labels, n: logistic_regression_logits(x, labels, n,

@@ -9,6 +9,8 @@ import pytest
 
 from iclab.tasks import LinearRegression, RegressionEpisode
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 # Few distinct shapes: every new shape costs XLA compilations (~1 s on a small CPU).
 SMALL = {"dim": 3, "n_context": 4}
 STATS = {"dim": 8, "n_context": 15}  # 1024 episodes of these give 131072 inputs

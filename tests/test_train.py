@@ -38,6 +38,8 @@ from iclab.train import (
     save_checkpoint,
 )
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
+
 # --- (1) every optimiser path descends ----------------------------------------------------
 
 TARGET = jnp.array([1.0, -2.0, 3.0])
