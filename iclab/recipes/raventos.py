@@ -117,7 +117,7 @@ def run(config: RaventosConfig, context: RunContext) -> RecipeResult:
     context.store.write_arrays("results.npz", arrays)
     numbers = headline_numbers(arrays, paper=_is_paper_task(config.task))
     first = RunStore(folder / sweep.points[0].name).read_json("summary.json")
-    return RecipeResult(headline=numbers, claims=claims(numbers, arrays["pool_sizes"]),
+    return RecipeResult(headline=numbers, claims=claims(numbers, arrays["pool_sizes"].tolist()),
                         model_size=first["model_size"],
                         models=tuple(f"{POOLS}/{point.name}" for point in sweep.points))
 

@@ -96,12 +96,13 @@ def evaluation_tasks(task: LinearRegression) -> dict[str, LinearRegression]:
     return {"pool": task, "new": dataclasses.replace(task, pool_size=None, pool_seed=0)}
 
 
-def evaluate(models: list[ModelLearner], task: LinearRegression, key: jax.Array,
-             prompts: int) -> dict[str, np.ndarray]:
-    """Every learner's error / d at every point n = 0 … N, on each evaluation set:
-    ``SET.model`` (seeds × points), ``SET.dmmse`` and ``SET.ridge`` (points); and the
+def evaluate(models: list[ModelLearner | ContextLearner], task: LinearRegression,
+             key: jax.Array, prompts: int) -> dict[str, np.ndarray]:
+    """The models' (trained, or any learner :func:`point_predictions` reads) and both
+    baselines' error / d at every point n = 0 … N, on each evaluation set:
+    ``SET.model`` (models × points), ``SET.dmmse`` and ``SET.ridge`` (points); and the
     squared difference / d of the model's predictions from each baseline's,
-    ``SET.model_to_dmmse`` and ``SET.model_to_ridge`` (seeds × points)."""
+    ``SET.model_to_dmmse`` and ``SET.model_to_ridge`` (models × points)."""
     baselines: dict[str, ContextLearner] = {"dmmse": dmmse(task),
                                             "ridge": bayes_posterior_mean(task)}
     arrays: dict[str, np.ndarray] = {}
