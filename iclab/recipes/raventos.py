@@ -109,8 +109,10 @@ def run(config: RaventosConfig, context: RunContext) -> RecipeResult:
     folder = context.store.path / POOLS
     sizes = sorted(config.pool_sizes)
     context.stage(f"{len(sizes)} pool sizes, from M = {sizes[0]} to M = {sizes[-1]}")
+    # M fixes the training program (an integer, never lifted), so no two cells could train
+    # as one group: planning groups would only run every cell's setup twice.
     sweep = run_sweep(pool_sweep(config), out=folder, resume=(folder / SPEC).is_file(),
-                      progress=context.progress)
+                      progress=context.progress, grouping=False)
     cells = [RunStore(folder / point.name).read_arrays("results.npz") for point in sweep.points]
     arrays = {"pool_sizes": np.array([p.config.task.pool_size for p in sweep.points]),
               **{name: np.stack([cell[name] for cell in cells]) for name in cells[0]}}
