@@ -108,12 +108,12 @@ def evaluate(models: list[ModelLearner | ContextLearner], task: LinearRegression
     arrays: dict[str, np.ndarray] = {}
     for (name, eval_task), set_key in zip(evaluation_tasks(task).items(),
                                           jax.random.split(key, len(SETS)), strict=True):
-        prompts_ = eval_task.sample(set_key, prompts)
-        targets = linear_point_targets(prompts_)  # (prompts, points), noiseless
-        model = [point_predictions(m, prompts_) for m in models]  # seeds × (prompts, points)
+        sequences = eval_task.sample(set_key, prompts)
+        targets = linear_point_targets(sequences)  # (prompts, points), noiseless
+        model = [point_predictions(m, sequences) for m in models]  # models × (prompts, points)
         arrays[f"{name}.model"] = np.stack([_per_point(p, targets, task.dim) for p in model])
         for baseline, learner in baselines.items():
-            predicted = point_predictions(learner, prompts_)
+            predicted = point_predictions(learner, sequences)
             arrays[f"{name}.{baseline}"] = _per_point(predicted, targets, task.dim)
             arrays[f"{name}.model_to_{baseline}"] = np.stack(
                 [_per_point(p, predicted, task.dim) for p in model])
