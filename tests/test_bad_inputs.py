@@ -136,11 +136,24 @@ GARG = [
     ("ga-unknown-shift", ["--shifts", "sideways"], "shifts"),
     ("ga-shift-noise-negative", ["--shift-noise-std", "-1"], "shift_noise_std"),
 ]
+RAVENTOS = [
+    ("ra-pool-size-set", ["--task.pool-size", "4"], "task.pool_size"),
+    ("ra-one-pool-size", ["--pool-sizes", "16"], "pool_sizes"),
+    ("ra-pool-size-zero", ["--pool-sizes", "0", "4"], "pool_sizes"),
+    ("ra-noiseless", ["--task.noise-std", "0"], "task.noise_std"),
+    ("ra-ill-conditioned", ["--task.x-condition", "10"], "task.x_condition"),
+    ("ra-eval-prompts-zero", ["--eval-prompts", "0"], "eval_prompts"),
+]
+RAVENTOS_POOL = [
+    ("rp-no-pool", ["--task.pool-size", "None"], "task.pool_size"),
+    ("rp-max-len", ["--model.max-len", "16"], "model.max_len"),
+]
 RUN_CASES = [(case_id, recipe, argv, text)
              for recipe, cases in (("von-oswald", VON_OSWALD), ("reddy", REDDY),
                                    ("minegishi", MINEGISHI), ("kirsch", KIRSCH),
                                    ("rnn-vs-transformer", RNN_VS_TRANSFORMER),
-                                   ("bursty", BURSTY), ("garg", GARG))
+                                   ("bursty", BURSTY), ("garg", GARG),
+                                   ("raventos", RAVENTOS), ("raventos-pool", RAVENTOS_POOL))
              for case_id, argv, text in cases]
 
 # Commands on prepared folders: (id, argv, text). These folders exist and must be unchanged.
@@ -316,7 +329,8 @@ def test_probe_count():
     """The issue asks for at least 40 bad inputs across the five recipes."""
     assert len(RUN_CASES) + len(FOLDER_CASES) >= 40
     assert {case[1] for case in RUN_CASES} == {"von-oswald", "reddy", "minegishi", "kirsch",
-                                                "rnn-vs-transformer", "bursty", "garg"}
+                                                "rnn-vs-transformer", "bursty", "garg",
+                                                "raventos", "raventos-pool"}
 
 
 @pytest.mark.parametrize("argv", [

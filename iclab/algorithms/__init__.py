@@ -20,6 +20,7 @@ from iclab.algorithms.newton import IterativeNewton
 from iclab.algorithms.prefix import (
     ContextLearner,
     GramLearner,
+    linear_point_targets,
     masked_context,
     next_point_loss,
     next_point_predictions,
@@ -61,6 +62,7 @@ __all__ = [
     "dmmse",
     "kl_to_strategy",
     "knn_logits",
+    "linear_point_targets",
     "log_grid_search",
     "logistic_regression_logits",
     "markov_strategies",

@@ -181,6 +181,15 @@ def point_targets(episodes: RegressionEpisode) -> Float[Array, "batch points"]:
     return jnp.diagonal(targets, axis1=1, axis2=2)
 
 
+def linear_point_targets(episodes: RegressionEpisode) -> Float[Array, "*batch points"]:
+    """The noiseless targets ``w·x`` of every point of linear-regression episodes (the
+    context's and the query's, in :func:`point_targets`' order, over any leading batch
+    axes): what Raventós et al. (2023) score predictions against, where
+    :func:`point_targets` holds the noisy y."""
+    x = jnp.concatenate([episodes.context_x, episodes.query_x[..., None, :]], axis=-2)
+    return jnp.einsum("...nd,...d->...n", x, episodes.weights)
+
+
 def point_errors(learner: ContextLearner | ModelLearner, episodes: RegressionEpisode,
                  chunk: int = 32) -> Float[Array, "batch points"]:
     """Squared error of :func:`point_predictions` at every point (Garg et al. 2022 divide its

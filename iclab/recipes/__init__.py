@@ -8,6 +8,8 @@ from iclab.recipes import (
     gpicl_pool,
     kirsch,
     minegishi,
+    raventos,
+    raventos_pool,
     reddy,
     rnn_vs_transformer,
     von_oswald,
@@ -15,4 +17,5 @@ from iclab.recipes import (
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
 __all__ = ["RECIPES", "Recipe", "bursty", "chan", "fast_weights", "garg", "get_recipe",
-           "gpicl_pool", "kirsch", "minegishi", "reddy", "rnn_vs_transformer", "von_oswald"]
+           "gpicl_pool", "kirsch", "minegishi", "raventos",
+           "raventos_pool", "reddy", "rnn_vs_transformer", "von_oswald"]
