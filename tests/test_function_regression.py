@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iclab.algorithms import Ridge, point_predictions
+from iclab.algorithms import Ridge, point_curve, point_predictions
 from iclab.config import ConfigError
 from iclab.formats import InterleavedTokens
 from iclab.learners import ModelLearner
@@ -263,3 +263,11 @@ def test_point_predictions_of_a_model_read_every_x_position(getkey):
         for n in range(7):
             outputs = forward(jax.tree.map(lambda a, b=b, n=n: a[b, n], e))
             assert predictions[b, n] == pytest.approx(float(outputs[2 * n, 0]), abs=1e-5)
+
+
+def test_point_curve_averages_squared_errors_over_every_batch_axis():
+    predictions = jnp.array([[[1.0, 2.0], [0.0, 0.0]], [[3.0, 0.0], [1.0, 1.0]]])  # (2, 2, 2)
+    targets = jnp.zeros((2, 2, 2))
+    # point 0: (1 + 0 + 9 + 1) / 4; point 1: (4 + 0 + 0 + 1) / 4
+    np.testing.assert_allclose(point_curve(predictions, targets), [11 / 4, 5 / 4])
+    np.testing.assert_allclose(point_curve(predictions[0], predictions[0]), [0.0, 0.0])

@@ -190,11 +190,14 @@ def linear_point_targets(episodes: RegressionEpisode) -> Float[Array, "*batch po
     return jnp.einsum("...nd,...d->...n", x, episodes.weights)
 
 
-def point_errors(learner: ContextLearner | ModelLearner, episodes: RegressionEpisode,
-                 chunk: int = 32) -> Float[Array, "batch points"]:
-    """Squared error of :func:`point_predictions` at every point (Garg et al. 2022 divide its
-    mean by d)."""
-    return (point_predictions(learner, episodes, chunk) - point_targets(episodes)) ** 2
+def point_curve(predictions: Float[Array, "*batch points"], targets: Float[Array, "*batch points"]
+                ) -> Float[Array, " points"]:
+    """The mean over every batch axis of ``(predictions − targets)²`` at each point: an
+    error-by-number-of-examples curve from :func:`point_predictions` and
+    :func:`point_targets` or :func:`linear_point_targets` (Garg et al. 2022 and Raventós et
+    al. 2023 divide it by d), or the distance between two learners' predictions."""
+    squared = (predictions - targets) ** 2
+    return jnp.mean(squared.reshape(-1, squared.shape[-1]), axis=0)
 
 
 @eqx.filter_jit

@@ -29,7 +29,8 @@ from iclab.algorithms import (
     NearestNeighbours,
     Ridge,
     averaging,
-    point_errors,
+    point_curve,
+    point_predictions,
     point_targets,
 )
 from iclab.config import Seeds, require, to_dict
@@ -173,14 +174,13 @@ def _curves(prefix: str, models: list[ModelLearner], learners: dict[str, Context
     curves.update({f"{prefix}.{name}": _mean_error(learner, prompts, dim)
                    for name, learner in learners.items()})
     targets = point_targets(prompts)
-    curves[f"{prefix}.zero"] = np.asarray(jnp.mean(targets.reshape(-1, targets.shape[-1]) ** 2,
-                                                   axis=0)) / dim
+    curves[f"{prefix}.zero"] = np.asarray(point_curve(jnp.zeros_like(targets), targets)) / dim
     return curves
 
 
 def _mean_error(learner, prompts, dim: int) -> np.ndarray:
-    errors = point_errors(learner, prompts)
-    return np.asarray(jnp.mean(errors.reshape(-1, errors.shape[-1]), axis=0)) / dim
+    return np.asarray(point_curve(point_predictions(learner, prompts),
+                                  point_targets(prompts))) / dim
 
 
 def best_lasso(arrays: dict[str, np.ndarray], prefix: str, before: int) -> str:

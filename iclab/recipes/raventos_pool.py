@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from iclab.algorithms import (
@@ -25,6 +24,7 @@ from iclab.algorithms import (
     bayes_posterior_mean,
     dmmse,
     linear_point_targets,
+    point_curve,
     point_predictions,
 )
 from iclab.config import Seeds, require, to_dict
@@ -122,7 +122,7 @@ def evaluate(models: list[ModelLearner | ContextLearner], task: LinearRegression
 
 def _per_point(predictions: jax.Array, targets: jax.Array, dim: int) -> np.ndarray:
     """Mean squared difference / d over prompts, at every point."""
-    return np.asarray(jnp.mean((predictions - targets) ** 2, axis=0)) / dim
+    return np.asarray(point_curve(predictions, targets)) / dim
 
 
 def run(config: RaventosPoolConfig, context: RunContext) -> RecipeResult:
