@@ -61,23 +61,22 @@ def quick_compilation() -> Iterator[None]:
     eager op's too) would be reused after the block, rounding differently from the same
     program compiled in a fresh process (eagerly sampled episodes differ in the last bit;
     a bit-exact resume test against a subprocess failed that way). So the block starts
-    and ends with empty caches, and writes nothing to the session's shared disk cache.
+    and ends with empty in-memory caches. The session's disk cache stays on: its keys hash
+    the compile options, the optimisation level among them, so a program compiled in the
+    block is found again only by another block.
     """
     flag = "jax_disable_most_optimizations"
     previous = getattr(jax.config, "values", {}).get(flag)
     if previous is None:
         yield
         return
-    caching = jax.config.values["jax_enable_compilation_cache"]
     jax.config.update(flag, True)
-    jax.config.update("jax_enable_compilation_cache", False)
     jax.clear_caches()
     try:
         yield
     finally:
         jax.clear_caches()
         jax.config.update(flag, previous)
-        jax.config.update("jax_enable_compilation_cache", caching)
 
 
 @pytest.fixture(scope="module")

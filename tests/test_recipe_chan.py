@@ -26,6 +26,8 @@ from iclab.recipes.chan import (
 from iclab.runs import load_run
 from iclab.studies import load_sweep
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # the tiny run is mostly compiling
+
 CONFIG = ChanConfig(bursty=(0.0, 1.0), classes=(64, 256), zipf=(0.0, 1.0, 2.0),
                     zipf_bursty=(0.5, 0.9), seeds=2)
 

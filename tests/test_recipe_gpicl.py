@@ -22,6 +22,8 @@ from iclab.recipes.rnn_vs_transformer import matched_models
 from iclab.runs import load_run
 from iclab.store import RunStore
 
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # the tiny runs are mostly compiling
+
 TINY_TRAIN = ["--train.steps", "20", "--train.eval-every", "10", "--train.checkpoint-every",
               "10", "--train.eval-size", "16", "--no-progress"]
 KIRSCH = ["--tasks-log2", "0", "2", "--task.seq-len", "12", "--model.max-len", "12",
