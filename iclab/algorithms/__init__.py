@@ -28,6 +28,8 @@ from iclab.algorithms.prefix import (
     point_curve,
     point_predictions,
     point_targets,
+    prefix_least_squares,
+    prefix_moments,
     prefix_predictions,
 )
 from iclab.algorithms.sequence_classifiers import (
@@ -76,6 +78,8 @@ __all__ = [
     "point_curve",
     "point_predictions",
     "point_targets",
+    "prefix_least_squares",
+    "prefix_moments",
     "prefix_predictions",
     "tune_gd",
     "tune_gd_plus_plus",

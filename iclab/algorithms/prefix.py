@@ -85,6 +85,27 @@ def running_sums(terms: Float[Array, " n *rest"]) -> Float[Array, " n+1 *rest"]:
     return jnp.concatenate([jnp.zeros_like(terms[:1]), sums])
 
 
+def prefix_moments(episodes: RegressionEpisode) -> Float[Array, "*batch points d"]:
+    """``Xᵀy`` of the first n context pairs at every point n = 0 … N (zero at n = 0), over
+    any leading batch axes: the moment that one GD step from zero scales, and one of
+    Akyürek et al.'s (2023, §5) probing targets."""
+    terms = episodes.context_y[..., None] * episodes.context_x
+    sums = jax.lax.associative_scan(jnp.add, terms, axis=-2)
+    return jnp.concatenate([jnp.zeros_like(terms[..., :1, :]), sums], axis=-2)
+
+
+def prefix_least_squares(episodes: RegressionEpisode) -> Float[Array, "batch points d"]:
+    """The minimum-norm least-squares weights ``X⁺y`` of the first n context pairs at every
+    point n = 0 … N (zero at n = 0): Akyürek et al.'s (2023, §5) probing target w_OLS."""
+
+    def one(x: Float[Array, "ctx d"], y: Float[Array, " ctx"]) -> Float[Array, "points d"]:
+        seen = jnp.arange(y.shape[0])[None, :] < jnp.arange(y.shape[0] + 1)[:, None]
+        return jax.vmap(lambda mask: jnp.linalg.lstsq(*masked_context(x, y, mask)[:2])[0]
+                        )(seen)
+
+    return jax.vmap(one)(episodes.context_x, episodes.context_y)
+
+
 def masked_context(x: Float[Array, "ctx d"], y: Float[Array, " ctx"], seen: Bool[Array, " ctx"]
                    ) -> tuple[Float[Array, "ctx d"], Float[Array, " ctx"], Float[Array, ""]]:
     """The context with unseen rows set to zero, and the number of rows seen.

@@ -14,12 +14,14 @@ from iclab.analysis.circuits import (
     tla2,
 )
 from iclab.analysis.comparison import (
+    implicit_weights,
     prediction_cosine,
     prediction_difference,
     sensitivities,
     sensitivity_cosine,
     sensitivity_difference,
     squared_prediction_difference,
+    weight_distance,
 )
 from iclab.analysis.curves import icl_curve, shift_curve
 from iclab.analysis.decoding import (
@@ -48,17 +50,18 @@ from iclab.analysis.phases import (
     with_rising,
 )
 from iclab.analysis.probes import circuit_probe
+from iclab.analysis.readouts import layer_r2, layer_states, readout_r2, ridge_fit
 from iclab.analysis.weights import best_scale, relative_error_after_scale
 
 __all__ = [
     "CIRCUIT_CHANGE", "CIRCUIT_METRICS", "Phase", "PhaseRow", "PhaseRule", "PhaseSummary",
     "Transition", "best_scale", "bigram", "chunk_example", "circuit_probe",
     "context_label_accuracy", "decodability", "decodability_probe", "find_phases",
-    "find_transitions", "icl_curve", "ila1", "induction_strength", "jump_step", "knn_classify",
-    "label_attention", "label_bag_accuracy", "phase2_accuracy", "phase_table",
-    "prediction_cosine", "prediction_difference", "prefix_matching_score", "previous_token_score",
-    "relative_error_after_scale", "repeated_random_tokens", "ridge_classify", "sensitivities",
-    "sensitivity_cosine", "sensitivity_difference", "shift_curve", "smoothed",
-    "squared_prediction_difference", "steepest_gain", "summarise_phases", "tila2", "tla2",
-    "with_rising",
+    "find_transitions", "icl_curve", "ila1", "implicit_weights", "induction_strength", "jump_step",
+    "knn_classify", "label_attention", "label_bag_accuracy", "layer_r2", "layer_states",
+    "phase2_accuracy", "phase_table", "prediction_cosine", "prediction_difference",
+    "prefix_matching_score", "previous_token_score", "readout_r2", "relative_error_after_scale",
+    "repeated_random_tokens", "ridge_classify", "ridge_fit", "sensitivities", "sensitivity_cosine",
+    "sensitivity_difference", "shift_curve", "smoothed", "squared_prediction_difference",
+    "steepest_gain", "summarise_phases", "tila2", "tla2", "weight_distance", "with_rising",
 ]

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from iclab.analysis.readouts import ridge_fit
 from iclab.config import require
 from iclab.formats.base import Format
 from iclab.models.hooks import run_with_hooks
@@ -39,14 +40,10 @@ def ridge_classify(train_x: Float[Array, "train d"], train_y: Int[Array, " train
                    test_x: Float[Array, "test d"], *, penalty: float, n_classes: int
                    ) -> Int[Array, " test"]:
     """The argmax of a ridge regression onto one-hot labels, with an unpenalised intercept
-    (features and targets centred on the training means) — scikit-learn's
+    (:func:`~iclab.analysis.readouts.ridge_fit`) — scikit-learn's
     ``RidgeClassifier(alpha=penalty)``, whose ±1 coding changes no argmax."""
-    mean_x = jnp.mean(train_x, axis=0)
-    targets = jax.nn.one_hot(train_y, n_classes)
-    mean_t = jnp.mean(targets, axis=0)
-    centred = train_x - mean_x
-    gram = centred.T @ centred + penalty * jnp.eye(train_x.shape[1], dtype=train_x.dtype)
-    weights = jnp.linalg.solve(gram, centred.T @ (targets - mean_t))
+    weights, mean_x, mean_t = ridge_fit(train_x, jax.nn.one_hot(train_y, n_classes),
+                                        penalty=penalty)
     return jnp.argmax((test_x - mean_x) @ weights + mean_t, axis=1)
 
 
