@@ -1,6 +1,7 @@
 """Recipes: one module per published result, registered by name."""
 
 from iclab.recipes import (
+    akyurek,
     bursty,
     chan,
     fast_weights,
@@ -16,6 +17,6 @@ from iclab.recipes import (
 )
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
-__all__ = ["RECIPES", "Recipe", "bursty", "chan", "fast_weights", "garg", "get_recipe",
+__all__ = ["RECIPES", "Recipe", "akyurek", "bursty", "chan", "fast_weights", "garg", "get_recipe",
            "gpicl_pool", "kirsch", "minegishi", "raventos",
            "raventos_pool", "reddy", "rnn_vs_transformer", "von_oswald"]
