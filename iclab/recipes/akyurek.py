@@ -294,13 +294,13 @@ def claims(headline: dict[str, Number]) -> dict[str, Claim]:
     return result
 
 
-LEARNERS = {"ols": ("least squares", COLORS["lsq"]), "ridge": ("ridge, Bayes λ", "#2ca02c"),
+LEARNERS = {"ols": ("least squares", COLORS["lsq"]), "ridge": ("ridge, Bayes λ", "#ff7f0e"),
             "gd": ("one GD step", "#d62728")}
 
 
 def figures(store: RunStore, summary: Summary) -> list[Figure]:
     results = store.read_arrays("results.npz")
-    names = [name for name in summary.result.models]
+    names = list(summary.result.models)
     return [_training(store, names), _metric(store, results, names, "spd"),
             _metric(store, results, names, "ilwd"), _readouts(store, results, names)]
 
