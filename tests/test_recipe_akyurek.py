@@ -83,7 +83,7 @@ def test_tiny_run_writes_curves_readouts_models_and_figures(tmp_path):
     assert main(["run", "akyurek", "--out", str(out), "--depths", "1", "--noise-std", "0",
                  "--model.d-model", "16", "--train.steps", "20", "--train.eval-every", "10",
                  "--train.checkpoint-every", "10", "--train.eval-size", "16",
-                 "--eval-prompts", "32", "--weight-prompts", "4", "--readout-prompts", "16",
+                 "--eval-prompts", "16", "--weight-prompts", "16", "--readout-prompts", "16",
                  "--no-progress"]) == 0
     run = load_run(out)
     result = run.summary.result
