@@ -61,11 +61,11 @@ def test_boosted_trees_leaf_is_xgboost_newton_step(l2, expected):
 
 
 def test_tree_baselines_reject_bad_settings():
-    with pytest.raises(ConfigError, match="GreedyTree.max_depth"):
+    with pytest.raises(ConfigError, match=r"GreedyTree\.max_depth"):
         GreedyTree(0)
-    with pytest.raises(ConfigError, match="BoostedTrees.learning_rate"):
+    with pytest.raises(ConfigError, match=r"BoostedTrees\.learning_rate"):
         BoostedTrees(learning_rate=0.0)
-    with pytest.raises(ConfigError, match="AdamNet.lr"):
+    with pytest.raises(ConfigError, match=r"AdamNet\.lr"):
         AdamNet(lr=-1.0)
 
 
