@@ -209,8 +209,8 @@ def headline_numbers(arrays: dict[str, np.ndarray], config: GargConfig) -> dict[
     """Per class: each learner's error / d over all points; for linear regression the
     model's error from n = d on and its gap to least squares before; for sparse regression
     its distance to the best Lasso and to least squares for 1 ≤ n < d; for trees the
-    model's and boosted trees' error from n = 1 on; for each prompt shift how much more the
-    model's error exceeds least squares' than without a shift."""
+    model's, boosted trees' and predicting 0's error from n = 1 on; for each prompt shift
+    how much more the model's error exceeds least squares' than without a shift."""
     d = config.task.dim
     numbers: dict[str, Number] = {}
     for function in config.functions:
@@ -251,6 +251,8 @@ def headline_numbers(arrays: dict[str, np.ndarray], config: GargConfig) -> dict[
         numbers["tree_boosted_from_1"] = Number(
             float(arrays["tree.boosted_trees"][1:].mean()),
             "trees: boosted trees' error / d, mean over n ≥ 1")
+        numbers["tree_zero_from_1"] = Number(  # what boosted trees must beat to mean much
+            float(arrays["tree.zero"][1:].mean()), "trees: predicting 0's error / d, n ≥ 1")
     return numbers
 
 
