@@ -301,10 +301,10 @@ def figures(store: RunStore, summary: Summary) -> list[Figure]:
 
 LINES = {"lsq": ("least squares", COLORS["lsq"]), "averaging": ("averaging", "#ff7f0e"),
          "knn": ("3-nearest neighbours", "#8c564b"), "zero": ("predict 0", COLORS["zero"]),
-         "greedy_tree": ("greedy tree, depth 4", "#2ca02c"),
-         "greedy_tree_full": ("greedy tree, unlimited", "#98df8a"),
-         "boosted_trees": ("boosted trees", "#9467bd"),
-         "adam_net": ("2-layer net, Adam", "#9467bd")}
+         "greedy_tree": ("greedy tree, depth 4", "#17becf"),
+         "greedy_tree_full": ("greedy tree, unlimited", "#bcbd22"),
+         "boosted_trees": ("boosted trees", "#d62728"),
+         "adam_net": ("2-layer net, Adam", "#d62728")}
 """Each baseline's line, drawn where the class has it."""
 
 
@@ -338,7 +338,7 @@ def _plot_curves(ax, results: dict, prefix: str, title: str) -> None:
         ax.plot(points, results[key], color=str(shade), ls=":",
                 label=f"Lasso α = {key.split('_', 2)[-1]}")
     ax.set(xlabel="in-context examples n", ylabel="squared error / d", title=title,
-           ylim=(0, max(1.5, float(results[f"{prefix}.zero"].max()) * 1.2)))
+           ylim=(0, 2 * float(results[f"{prefix}.zero"].max())))
     ax.legend(fontsize=7)
 
 
