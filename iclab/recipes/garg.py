@@ -6,9 +6,9 @@ Claims (§3–4, Figs. 2 and 4): a GPT-2-style transformer trained from scratch 
 On linear regression its error (squared error / d, at every prefix length n) tracks least
 squares and is near 0 once n ≥ d; on sparse linear regression it is closer to the Lasso
 than to least squares for n < d; on depth-4 decision trees it beats gradient-boosted trees
-(§4, Fig. 5; here from n = 1 on); under prompt shifts (skewed covariance, noisy outputs,
-scaled inputs, an orthant context, a query orthogonal to or repeated from the context) it
-degrades no more than least squares does. Defaults are CPU-sized (d = 5, 2d + 1 points,
+(here: its error / d averaged from n = 1 on); under prompt shifts (skewed covariance, noisy
+outputs, scaled inputs, an orthant context, a query orthogonal to or repeated from the
+context) it degrades no more than least squares does. Defaults are CPU-sized (d = 5, 2d + 1 points,
 k = 1 non-zero weight, a 3-layer width-32 transformer); the paper's setup (d = 20, k = 3,
 12 layers × 8 heads × width 256, 500k steps) is ``--task.dim 20 --task.n-context 40
 --task.sparsity 3 --model.d-model 256 --model.n-layers 12 --model.n-heads 8 --train.lr 1e-4
