@@ -135,6 +135,7 @@ GARG = [
     ("ga-task-function", ["--task.function", "tree"], "task.function"),
     ("ga-unknown-shift", ["--shifts", "sideways"], "shifts"),
     ("ga-shift-noise-negative", ["--shift-noise-std", "-1"], "shift_noise_std"),
+    ("ga-no-tree-prompts", ["--tree-prompts", "0"], "tree_prompts"),
 ]
 RAVENTOS = [
     ("ra-pool-size-set", ["--task.pool-size", "4"], "task.pool_size"),

@@ -60,6 +60,26 @@ def test_headline_numbers_and_claims_from_hand_made_curves():
     assert not verdicts["linear_near_zero_from_d"] and not verdicts["linear_tracks_least_squares"]
 
 
+def test_trees_claim_compares_the_model_with_boosted_trees_from_n_1():
+    config = GargConfig(task=FunctionRegression(dim=2, n_context=4, sparsity=1),
+                        functions=("tree",))
+    flat = np.ones(5)
+    arrays = {f"tree.{name}": flat for name in ("lsq", "averaging", "knn", "greedy_tree",
+                                                 "greedy_tree_full", "zero")}
+    arrays["tree.boosted_trees"] = np.array([0.2, 0.3, 0.2, 0.1, 0.0])  # 0.15 from n = 1
+    arrays["tree.model"] = np.array([[9.0, 0.1, 0.1, 0.1, 0.1]])  # n = 0 is not compared
+    numbers = {name: n.value for name, n in headline_numbers(arrays, config).items()}
+    assert numbers["tree_model_from_1"] == pytest.approx(0.1)
+    assert numbers["tree_boosted_from_1"] == pytest.approx(0.15)
+    assert numbers["tree_zero_from_1"] == pytest.approx(1.0)
+    verdict = claims(headline_numbers(arrays, config))
+    assert set(verdict) == {"trees_beat_boosted_trees"}
+    assert verdict["trees_beat_boosted_trees"].value == pytest.approx(2 / 3)
+    assert verdict["trees_beat_boosted_trees"].passed
+    arrays["tree.model"] = np.array([[0.0, 0.2, 0.2, 0.1, 0.1]])  # 0.15: not below
+    assert not claims(headline_numbers(arrays, config))["trees_beat_boosted_trees"].passed
+
+
 @pytest.mark.e2e
 def test_tiny_run_writes_curves_models_figures_and_report(tmp_path):
     out = tmp_path / "garg"

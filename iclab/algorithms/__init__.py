@@ -16,10 +16,12 @@ from iclab.algorithms.markov import (
     unigram_strategy,
 )
 from iclab.algorithms.neighbours import NearestNeighbours
+from iclab.algorithms.neural_net import AdamNet
 from iclab.algorithms.newton import IterativeNewton
 from iclab.algorithms.prefix import (
     ContextLearner,
     GramLearner,
+    PointPredictor,
     linear_point_targets,
     masked_context,
     next_point_loss,
@@ -40,16 +42,20 @@ from iclab.algorithms.sequence_classifiers import (
     tune_online_sgd_lr,
 )
 from iclab.algorithms.support import OnCoordinates, oracle_prefix_predictions
+from iclab.algorithms.trees import BoostedTrees, GreedyTree, SklearnLearner
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
 __all__ = [
     "DMMSE",
     "SGD_LR_GRID",
+    "AdamNet",
+    "BoostedTrees",
     "ContextLearner",
     "FastWeights",
     "GDPlusPlus",
     "GradientDescent",
     "GramLearner",
+    "GreedyTree",
     "IterativeNewton",
     "Lasso",
     "LinearTitans",
@@ -57,7 +63,9 @@ __all__ = [
     "NearestNeighbours",
     "OnCoordinates",
     "OnlineSGD",
+    "PointPredictor",
     "Ridge",
+    "SklearnLearner",
     "averaging",
     "bayes_posterior_mean",
     "bigram_strategy",

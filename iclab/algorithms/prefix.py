@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import functools
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import equinox as eqx
 import jax
@@ -41,6 +42,11 @@ class ContextLearner(Learner):
     def __call__(self, episode: RegressionEpisode) -> Float[Array, ""]:
         seen = jnp.ones(episode.context_y.shape, bool)
         return self.fit_predict(episode.context_x, episode.context_y, seen, episode.query_x)
+
+    def every_point(self, episodes: RegressionEpisode, chunk: int = 32
+                    ) -> Float[Array, "batch points"]:
+        """Every point predicted from the pairs before it: :func:`next_point_predictions`."""
+        return next_point_predictions(self, episodes, chunk)
 
     def prefix_fits(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
                     queries: Float[Array, "ctx+1 d"]) -> Float[Array, " ctx+1"]:
@@ -172,11 +178,24 @@ def next_point_targets(episodes: RegressionEpisode) -> Float[Array, "*batch poin
     return jnp.concatenate([episodes.context_y, episodes.query_y[..., None]], axis=-1)
 
 
-def point_predictions(learner: ContextLearner | ModelLearner, episodes: RegressionEpisode,
+@runtime_checkable
+class PointPredictor(Protocol):
+    """A classical learner that predicts every point of a prompt from the pairs before it:
+    a :class:`ContextLearner`, or a learner fitted outside JAX
+    (:class:`~iclab.algorithms.trees.SklearnLearner`)."""
+
+    def every_point(self, episodes: RegressionEpisode, chunk: int = 32
+                    ) -> Float[Array, "batch points"]:
+        """Entry ``[b, n]`` predicts point n of episode b (the query for n = N) from its
+        first n pairs, n = 0 … N; ``chunk`` episodes at a time where the learner batches."""
+        ...
+
+
+def point_predictions(learner: PointPredictor | ModelLearner, episodes: RegressionEpisode,
                       chunk: int = 32) -> Float[Array, "batch points"]:
     """Every point of every prompt predicted from the pairs before it, for a classical
-    learner (:func:`next_point_predictions`) or a trained model read through a format that
-    predicts at every point (e.g. :class:`~iclab.formats.InterleavedTokens`).
+    learner (its :meth:`PointPredictor.every_point`) or a trained model read through a
+    format that predicts at every point (e.g. :class:`~iclab.formats.InterleavedTokens`).
 
     ``episodes`` has one batch axis, or two for query-shifted prompts
     (:func:`iclab.tasks.shifted_prompts`): there episode ``[b, n]`` is prompt b with its
@@ -184,10 +203,10 @@ def point_predictions(learner: ContextLearner | ModelLearner, episodes: Regressi
     """
     shape = episodes.query_y.shape
     flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[len(shape):]), episodes)
-    if isinstance(learner, ContextLearner):
-        predictions = next_point_predictions(learner, flat, chunk)
-    else:
+    if isinstance(learner, ModelLearner):
         predictions = _model_points(learner, flat, chunk)
+    else:
+        predictions = learner.every_point(flat, chunk)
     if len(shape) == 1:
         return predictions
     return jnp.diagonal(predictions.reshape(*shape, -1), axis1=1, axis2=2)
