@@ -78,6 +78,11 @@ def test_trees_claim_compares_the_model_with_boosted_trees_from_n_1():
     assert verdict["trees_beat_boosted_trees"].passed
     arrays["tree.model"] = np.array([[0.0, 0.2, 0.2, 0.1, 0.1]])  # 0.15: not below
     assert not claims(headline_numbers(arrays, config))["trees_beat_boosted_trees"].passed
+    # Below boosted trees but not below predicting 0 (0.12): no evidence of learning.
+    arrays["tree.model"] = np.array([[0.0, 0.13, 0.13, 0.13, 0.13]])
+    arrays["tree.zero"] = np.full(5, 0.12)
+    verdict = claims(headline_numbers(arrays, config))["trees_beat_boosted_trees"]
+    assert not verdict.passed and verdict.value == pytest.approx(0.13 / 0.12)
 
 
 @pytest.mark.e2e

@@ -72,7 +72,7 @@ def logistic_regression_logits(x: Float[Array, "seq d"], labels: Int[Array, " se
     Gradient descent in the metric ``M``, ``θ ← θ − ∇f(θ) M⁻¹``, is thus gradient descent
     with step 1/L for a matrix-valued ``L`` that follows the inputs' covariance, and Nesterov
     momentum ``k/(k+3)`` accelerates it (FISTA without a proximal term; Beck & Teboulle
-    2009). How close ``steps`` iterations come to scikit-learn's fit is measured in
+    2009). How close ``steps`` iterations come to scikit-learn's fit: see
     docs/recipes/kirsch.md ("Design notes").
 
     The fits of all positions run side by side (a ``vmap`` over ``j``, masking examples

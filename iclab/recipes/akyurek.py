@@ -5,8 +5,8 @@ Claims (§4–5): a transformer trained on in-context linear regression computes
 that match a classical learner's. Noiseless prompts: it is closest to least squares (OLS),
 not to one gradient-descent step, once the context determines w. Noisy prompts: it is
 closest to ridge regression at the Bayes penalty σ²/τ², most visibly where OLS and ridge
-differ most (n ≈ d). Shallow models sit nearer one GD step, measured by the distance of
-implicit linear weights (ILWD). Probes: ``Xᵀy`` is readable from the hidden states at an
+differ most (n ≈ d). Shallow models sit nearer one GD step by the distance of implicit
+linear weights (ILWD). Probes: ``Xᵀy`` is readable from the hidden states at an
 earlier depth than the least-squares weights w_OLS.
 
 Metrics (§4.1): SPD, the mean squared difference of two learners' predictions; ILWD, the

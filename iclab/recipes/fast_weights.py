@@ -65,7 +65,7 @@ class FastWeightsConfig(Seeds):
             first is the plain task's curve).
         switch_at: context pairs before the task switch; None means N / 2.
         tuning_size: held-out episodes every rate is tuned on.
-        eval_size: episodes every curve and comparison is measured on.
+        eval_size: episodes every curve and comparison is computed on.
         grid_points: points per axis of each tuning grid (4 zooming rounds).
         eval_seed: seed of the tuning and evaluation episodes.
         attention: the linear attention trained in part 2 (von Oswald's LSA, 1 layer).

@@ -66,7 +66,7 @@ seen-task accuracy (and clears chance by ``ABOVE_CHANCE``)."""
 ABOVE_CHANCE = 0.1
 FEW_TASKS_LOG2, MANY_TASKS_LOG2 = 6, 8
 """Pools of at most 2^6 tasks are few enough to memorise, pools of at least 2^8 too many
-(measured at the kirsch recipe's model and budget: docs/recipes/kirsch.md); each claim
+(for the kirsch recipe's model and budget; the evidence is in docs/recipes/kirsch.md); each claim
 about a regime is tested only on pools that reach it."""
 
 
