@@ -4,7 +4,7 @@ never through a symbolic link: :func:`iclab.store.write_file`)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import pandas as pd
 from matplotlib.figure import Figure
 
 from iclab.store import write_file
@@ -34,6 +35,23 @@ def mark_levels(ax: plt.Axes, levels: Mapping[str, float]) -> None:
     for text, level in levels.items():
         ax.axhline(level, color="0.5", ls=":", lw=1)
         ax.annotate(text, (ax.get_xlim()[0], level), fontsize=8, color="0.4", va="bottom")
+
+
+def training_panels(run: Path, folders: Sequence[str], *, ylabel: str, width: float = 4.5,
+                    height: float = 3.5) -> Figure:
+    """One panel per model trained in ``run / folder``: its training loss (faint, smoothed
+    over 100 batches) and its evaluation loss (dots), one line per seed, on a log scale."""
+    figure, axes = subplots(ncols=len(folders), width=width, height=height)
+    for ax, folder in zip(axes, folders, strict=True):
+        train = pd.read_parquet(run / folder / "train_metrics.parquet")
+        evals = pd.read_parquet(run / folder / "eval_metrics.parquet")
+        for _, rows in train.groupby("seed"):
+            ax.plot(rows.step, rows.loss.rolling(100, min_periods=1).mean(),
+                    color=COLORS["model"], alpha=0.3, lw=1)
+        for _, rows in evals.groupby("seed"):
+            ax.plot(rows.step, rows.eval_loss, color=COLORS["model"], marker=".")
+        ax.set(xlabel="training step", ylabel=ylabel, yscale="log", title=folder)
+    return figure
 
 
 def save(figure: Figure, path: Path, *, tight_layout: bool = True) -> None:

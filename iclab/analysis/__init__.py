@@ -14,6 +14,7 @@ from iclab.analysis.circuits import (
     tla2,
 )
 from iclab.analysis.comparison import (
+    error_cosine,
     implicit_weights,
     prediction_cosine,
     prediction_difference,
@@ -50,18 +51,27 @@ from iclab.analysis.phases import (
     with_rising,
 )
 from iclab.analysis.probes import circuit_probe
-from iclab.analysis.readouts import layer_r2, layer_states, readout_r2, ridge_fit
+from iclab.analysis.readouts import (
+    layer_r2,
+    layer_readouts,
+    layer_states,
+    r2_score,
+    readout_predictions,
+    readout_r2,
+    ridge_fit,
+)
 from iclab.analysis.weights import best_scale, relative_error_after_scale
 
 __all__ = [
     "CIRCUIT_CHANGE", "CIRCUIT_METRICS", "Phase", "PhaseRow", "PhaseRule", "PhaseSummary",
     "Transition", "best_scale", "bigram", "chunk_example", "circuit_probe",
-    "context_label_accuracy", "decodability", "decodability_probe", "find_phases",
+    "context_label_accuracy", "decodability", "decodability_probe", "error_cosine", "find_phases",
     "find_transitions", "icl_curve", "ila1", "implicit_weights", "induction_strength", "jump_step",
-    "knn_classify", "label_attention", "label_bag_accuracy", "layer_r2", "layer_states",
-    "phase2_accuracy", "phase_table", "prediction_cosine", "prediction_difference",
-    "prefix_matching_score", "previous_token_score", "readout_r2", "relative_error_after_scale",
-    "repeated_random_tokens", "ridge_classify", "ridge_fit", "sensitivities", "sensitivity_cosine",
-    "sensitivity_difference", "shift_curve", "smoothed", "squared_prediction_difference",
-    "steepest_gain", "summarise_phases", "tila2", "tla2", "weight_distance", "with_rising",
+    "knn_classify", "label_attention", "label_bag_accuracy", "layer_r2", "layer_readouts",
+    "layer_states", "phase2_accuracy", "phase_table", "prediction_cosine", "prediction_difference",
+    "prefix_matching_score", "previous_token_score", "r2_score", "readout_predictions",
+    "readout_r2", "relative_error_after_scale", "repeated_random_tokens", "ridge_classify",
+    "ridge_fit", "sensitivities", "sensitivity_cosine", "sensitivity_difference", "shift_curve",
+    "smoothed", "squared_prediction_difference", "steepest_gain", "summarise_phases", "tila2",
+    "tla2", "weight_distance", "with_rising",
 ]

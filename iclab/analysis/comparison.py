@@ -58,6 +58,14 @@ def prediction_cosine(a: Float[Array, "*shape"], b: Float[Array, "*shape"]) -> F
     return jnp.sum(a * b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-12)
 
 
+def error_cosine(a: Float[Array, "batch points"], b: Float[Array, "batch points"],
+                 targets: Float[Array, "batch points"]) -> Float[Array, " batch"]:
+    """Fu et al.'s (2023, §3) similarity of errors, per episode: the cosine of the two
+    learners' error vectors ``a − targets`` and ``b − targets`` over the points (0 where
+    either error vector is zero)."""
+    return sensitivity_cosine(a - targets, b - targets)
+
+
 def sensitivity_difference(a: Float[Array, "batch d"], b: Float[Array, "batch d"]
                            ) -> Float[Array, " batch"]:
     """Euclidean distance between two learners' sensitivities, per episode ("model diff")."""

@@ -30,18 +30,30 @@ def ridge_fit(features: Float[Array, "n d"], targets: Float[Array, "n k"], *, pe
     return jnp.linalg.solve(gram, centred.T @ (targets - target_mean)), feature_mean, target_mean
 
 
+def readout_predictions(train_features: Float[Array, "n d"], train_targets: Float[Array, "n k"],
+                        test_features: Float[Array, "m d"], *, penalty: float = 1e-3
+                        ) -> Float[Array, "m k"]:
+    """The test rows' targets as predicted by the ridge readout (:func:`ridge_fit`) fitted on
+    the training rows."""
+    weights, feature_mean, target_mean = ridge_fit(train_features, train_targets,
+                                                   penalty=penalty)
+    return (test_features - feature_mean) @ weights + target_mean
+
+
+def r2_score(predicted: Float[Array, "m k"], targets: Float[Array, "m k"]) -> Float[Array, ""]:
+    """Per target column ``1 − Σ(t̂ − t)² / Σ(t − t̄)²``, averaged over the columns
+    (scikit-learn's ``r2_score``, "uniform_average")."""
+    residual = jnp.sum((predicted - targets) ** 2, axis=0)
+    total = jnp.sum((targets - jnp.mean(targets, axis=0)) ** 2, axis=0)
+    return jnp.mean(1.0 - residual / total)
+
+
 def readout_r2(train_features: Float[Array, "n d"], train_targets: Float[Array, "n k"],
                test_features: Float[Array, "m d"], test_targets: Float[Array, "m k"], *,
                penalty: float = 1e-3) -> Float[Array, ""]:
-    """R² on the test rows of the ridge readout fitted on the training rows: per target
-    column ``1 − Σ(t̂ − t)² / Σ(t − t̄)²``, averaged over the columns (scikit-learn's
-    ``r2_score``, "uniform_average")."""
-    weights, feature_mean, target_mean = ridge_fit(train_features, train_targets,
-                                                   penalty=penalty)
-    predicted = (test_features - feature_mean) @ weights + target_mean
-    residual = jnp.sum((predicted - test_targets) ** 2, axis=0)
-    total = jnp.sum((test_targets - jnp.mean(test_targets, axis=0)) ** 2, axis=0)
-    return jnp.mean(1.0 - residual / total)
+    """:func:`r2_score` on the test rows of the ridge readout fitted on the training rows."""
+    return r2_score(readout_predictions(train_features, train_targets, test_features,
+                                        penalty=penalty), test_targets)
 
 
 def layer_states(model: Any, format: Format, episodes: Any, *, positions: slice = slice(None)
@@ -59,14 +71,25 @@ def layer_states(model: Any, format: Format, episodes: Any, *, positions: slice 
     return jnp.moveaxis(jax.vmap(one)(episodes), 0, 1)
 
 
+def layer_readouts(states: Float[Array, "layers batch pos width"],
+                   targets: Float[Array, "batch pos k"], *, penalty: float = 1e-3
+                   ) -> Float[Array, "layers test pos k"]:
+    """Each layer's readout of ``targets``, every (episode, position) a row, fitted on the
+    first half of the episodes and predicting the second half (``test = batch − batch // 2``;
+    no episode is in both)."""
+    half, width, k = states.shape[1] // 2, states.shape[-1], targets.shape[-1]
+    train_t = targets[:half].reshape(-1, k)
+    return jnp.stack([readout_predictions(layer[:half].reshape(-1, width), train_t,
+                                          layer[half:].reshape(-1, width), penalty=penalty
+                                          ).reshape(*targets[half:].shape)
+                      for layer in states])
+
+
 def layer_r2(states: Float[Array, "layers batch pos width"],
              targets: Float[Array, "batch pos k"], *, penalty: float = 1e-3
              ) -> Float[Array, " layers"]:
-    """:func:`readout_r2` of ``targets`` from each layer's states, every (episode, position)
-    a row: the first half of the episodes fits, the second half scores (no episode is in
-    both)."""
-    half, width, k = states.shape[1] // 2, states.shape[-1], targets.shape[-1]
-    train_t, test_t = targets[:half].reshape(-1, k), targets[half:].reshape(-1, k)
-    return jnp.stack([readout_r2(layer[:half].reshape(-1, width), train_t,
-                                 layer[half:].reshape(-1, width), test_t, penalty=penalty)
-                      for layer in states])
+    """:func:`r2_score` of each layer's :func:`layer_readouts` on the held-out half."""
+    half, k = states.shape[1] // 2, targets.shape[-1]
+    test = targets[half:].reshape(-1, k)
+    return jnp.stack([r2_score(predicted.reshape(-1, k), test)
+                      for predicted in layer_readouts(states, targets, penalty=penalty)])

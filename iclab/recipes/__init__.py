@@ -5,6 +5,7 @@ from iclab.recipes import (
     bursty,
     chan,
     fast_weights,
+    fu,
     garg,
     gpicl_pool,
     kirsch,
@@ -17,6 +18,6 @@ from iclab.recipes import (
 )
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
-__all__ = ["RECIPES", "Recipe", "akyurek", "bursty", "chan", "fast_weights", "garg", "get_recipe",
-           "gpicl_pool", "kirsch", "minegishi", "raventos",
-           "raventos_pool", "reddy", "rnn_vs_transformer", "von_oswald"]
+__all__ = ["RECIPES", "Recipe", "akyurek", "bursty", "chan", "fast_weights", "fu", "garg",
+           "get_recipe", "gpicl_pool", "kirsch", "minegishi", "raventos", "raventos_pool", "reddy",
+           "rnn_vs_transformer", "von_oswald"]

@@ -24,7 +24,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from iclab.algorithms import (
     ContextLearner,
@@ -43,7 +42,7 @@ from iclab.config import Seeds, require, to_dict
 from iclab.formats import InterleavedTokens
 from iclab.learners import ModelLearner
 from iclab.models import TransformerConfig, activation_floats, model_size
-from iclab.plotting import COLORS, save, subplots
+from iclab.plotting import COLORS, save, subplots, training_panels
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
@@ -306,15 +305,11 @@ def figures(store: RunStore, summary: Summary) -> list[Figure]:
 
 
 def _training(store: RunStore, names: list[str]) -> Figure:
-    figure, axes = subplots(ncols=len(names), width=3.6, height=3.2)
-    for ax, name in zip(axes, names, strict=True):
-        evals = pd.read_parquet(store.path / name / "eval_metrics.parquet")
-        for _, rows in evals.groupby("seed"):
-            ax.plot(rows.step, rows.eval_loss, color=COLORS["model"], marker=".")
-        ax.set(xlabel="training step", ylabel="½·MSE over every point", yscale="log",
-               title=name)
+    figure = training_panels(store.path, names, ylabel="½·MSE over every point", width=3.6,
+                             height=3.2)
     save(figure, store.figures / "training.png")
-    return "training.png", "Evaluation loss over training, one line per seed and model."
+    return "training.png", ("Training loss per model (faint: batches, smoothed; dots: the fixed "
+                            "evaluation prompts), one line per seed.")
 
 
 def _metric(store: RunStore, results: dict, names: list[str], metric: str) -> Figure:

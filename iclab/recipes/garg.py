@@ -22,7 +22,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from iclab.algorithms import (
     AdamNet,
@@ -41,7 +40,7 @@ from iclab.config import Seeds, require, to_dict
 from iclab.formats import InterleavedTokens
 from iclab.learners import ModelLearner
 from iclab.models import TransformerConfig, activation_floats, model_size
-from iclab.plotting import COLORS, save, subplots
+from iclab.plotting import COLORS, save, subplots, training_panels
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
@@ -313,17 +312,7 @@ LINES = {"lsq": ("least squares", COLORS["lsq"]), "averaging": ("averaging", "#f
 
 
 def _training(store: RunStore, functions: list[str]) -> Figure:
-    figure, axes = subplots(ncols=len(functions), width=4.5, height=3.5)
-    for ax, function in zip(axes, functions, strict=True):
-        train = pd.read_parquet(store.path / function / "train_metrics.parquet")
-        evals = pd.read_parquet(store.path / function / "eval_metrics.parquet")
-        for _, rows in train.groupby("seed"):
-            ax.plot(rows.step, rows.loss.rolling(100, min_periods=1).mean(),
-                    color=COLORS["model"], alpha=0.3, lw=1)
-        for _, rows in evals.groupby("seed"):
-            ax.plot(rows.step, rows.eval_loss, color=COLORS["model"], marker=".")
-        ax.set(xlabel="training step", ylabel="½·MSE over every point", yscale="log",
-               title=function)
+    figure = training_panels(store.path, functions, ylabel="½·MSE over every point")
     save(figure, store.figures / "training.png")
     return "training.png", ("Training loss per class (faint: batches, smoothed; dots: the "
                             "fixed evaluation prompts), one line per seed.")
