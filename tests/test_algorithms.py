@@ -10,9 +10,12 @@ import pytest
 from iclab.algorithms import (
     GDPlusPlus,
     GradientDescent,
+    IterativeNewton,
     Ridge,
     bayes_posterior_mean,
     log_grid_search,
+    point_predictions,
+    stacked_point_predictions,
     tune_gd,
 )
 from iclab.learners import Learner, ZeroPredictor, predict, query_loss
@@ -36,6 +39,21 @@ def episodes64(getkey):
         yield TASK.sample(getkey(), 16)
 
 
+def test_a_stack_of_learners_predicts_as_each_learner_alone(episodes64):
+    """One program for a stack (steps and iterations as array fields) gives each learner's
+    own predictions, steps 0 and 1 and powers past the first bit included."""
+    steps, etas = [0, 1, 6, 13], [0.3, 0.2, 0.1, 0.05]
+    stack = stacked_point_predictions(GradientDescent(eta=jnp.array(etas),
+                                                      steps=jnp.array(steps)), episodes64)
+    for row, eta, count in zip(stack, etas, steps, strict=True):
+        np.testing.assert_allclose(row, point_predictions(GradientDescent(eta, steps=count),
+                                                          episodes64), rtol=1e-5, atol=1e-6)
+    stack = stacked_point_predictions(IterativeNewton(iterations=jnp.arange(4)), episodes64)
+    for k, row in enumerate(stack):
+        np.testing.assert_allclose(row, point_predictions(IterativeNewton(k), episodes64),
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_gd_one_step_hand_formula(episodes64):
     eta = 2.5
     with jax.enable_x64(True):
@@ -45,7 +63,7 @@ def test_gd_one_step_hand_formula(episodes64):
     np.testing.assert_allclose(got, np.einsum("bd,bd->b", w1, q), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("steps", [0, 2, 5])
+@pytest.mark.parametrize("steps", [0, 2, 5, 13])
 def test_gd_k_steps_numpy_loop(episodes64, steps):
     eta = 3.0
     with jax.enable_x64(True):

@@ -33,6 +33,7 @@ from iclab.algorithms.prefix import (
     prefix_least_squares,
     prefix_moments,
     prefix_predictions,
+    stacked_point_predictions,
 )
 from iclab.algorithms.sequence_classifiers import (
     SGD_LR_GRID,
@@ -88,7 +89,7 @@ __all__ = [
     "point_targets",
     "prefix_least_squares",
     "prefix_moments",
-    "prefix_predictions",
+    "prefix_predictions", "stacked_point_predictions",
     "tune_gd",
     "tune_gd_plus_plus",
     "tune_online_sgd_lr",

@@ -11,32 +11,49 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
 from iclab.algorithms.prefix import ContextLearner, GramLearner
 from iclab.config import require
 
 
 class GradientDescent(GramLearner):
-    """``steps`` steps of ``w ← w − eta ∇L(w)`` from w = 0; predicts ``w·x_q``."""
+    """``steps`` steps of ``w ← w − eta ∇L(w)`` from w = 0; predicts ``w·x_q``.
 
-    eta: Float[Array, ""] | float
-    steps: int = eqx.field(static=True, default=1)
+    With ``a = eta/n`` and ``P = I − a XᵀX`` a step is ``w ← P w + a Xᵀy``, so
+    ``w_t = (I + P + … + P^(t−1)) a Xᵀy``. The geometric sum is built by binary powering
+    (``Σ_{i<j+k} P^i = Σ_{i<j} P^i + P^j Σ_{i<k} P^i``): O(log t) d × d products instead of
+    t steps, equal to stepping in exact arithmetic. ``steps`` may be an integer array: a
+    stack of learners with different step counts (``GradientDescent(etas, steps)`` with
+    arrays, mapped by ``jax.vmap``) then shares one compiled program.
+    """
+
+    eta: Float[Array, "*stack"] | float
+    steps: Int[Array, "*stack"] | int = 1
 
     def __check_init__(self) -> None:
-        require(self.steps >= 0, "GradientDescent.steps", self.steps, "must be an integer >= 0")
+        if isinstance(self.steps, int):
+            require(self.steps >= 0, "GradientDescent.steps", self.steps,
+                    "must be an integer >= 0")
         if isinstance(self.eta, int | float):
             require(self.eta > 0, "GradientDescent.eta", self.eta, "must be > 0")
 
     def from_moments(self, gram: Float[Array, "d d"], moment: Float[Array, " d"],
                      count: Float[Array, ""], query: Float[Array, " d"]) -> Float[Array, ""]:
         rate = self.eta / jnp.maximum(count, 1.0)  # no pair seen: the gradient is zero
+        identity = jnp.eye(gram.shape[0], dtype=gram.dtype)
 
-        def step(_, w):  # ∇L(w) = (XᵀX w − Xᵀy) / n
-            return w - rate * (gram @ w - moment)
+        def bit(carry):  # P^k, Σ_{i<k} P^i over the bits so far; the same for k = 2^bit
+            remaining, power, total, block_power, block_sum = carry
+            take = remaining % 2 == 1
+            return (remaining // 2, jnp.where(take, power @ block_power, power),
+                    jnp.where(take, total + power @ block_sum, total),
+                    block_power @ block_power, block_sum + block_power @ block_sum)
 
-        w = jax.lax.fori_loop(0, self.steps, step, jnp.zeros_like(moment))
-        return w @ query
+        init = (jnp.asarray(self.steps, jnp.int32), identity, jnp.zeros_like(gram),
+                identity - rate * gram, identity)
+        total = jax.lax.while_loop(lambda carry: carry[0] > 0, bit, init)[2]
+        return query @ total @ (rate * moment)
 
 
 def averaging() -> GradientDescent:

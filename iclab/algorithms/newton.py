@@ -4,10 +4,9 @@ layers."""
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from iclab.algorithms.prefix import GramLearner
 from iclab.config import require
@@ -28,14 +27,17 @@ class IterativeNewton(GramLearner):
 
     Computed as ``M_{k+1} = M_k (I + E_k)``, ``E_{k+1} = E_k²`` with ``E_k = I − S M_k``
     (equal in exact arithmetic): one d × d product per iteration instead of two, and only
-    the row ``x_qᵀ M_k`` is kept.
+    the row ``x_qᵀ M_k`` is kept. ``iterations`` may be an integer array: a stack of
+    learners with different iteration counts (mapped by ``jax.vmap``) shares one compiled
+    program.
     """
 
-    iterations: int = eqx.field(static=True, default=10)
+    iterations: Int[Array, "*stack"] | int = 10
 
     def __check_init__(self) -> None:
-        require(self.iterations >= 0, "IterativeNewton.iterations", self.iterations,
-                "must be an integer >= 0")
+        if isinstance(self.iterations, int):
+            require(self.iterations >= 0, "IterativeNewton.iterations", self.iterations,
+                    "must be an integer >= 0")
 
     def from_moments(self, gram: Float[Array, "d d"], moment: Float[Array, " d"],
                      count: Float[Array, ""], query: Float[Array, " d"]) -> Float[Array, ""]:

@@ -212,6 +212,15 @@ def point_predictions(learner: PointPredictor | ModelLearner, episodes: Regressi
     return jnp.diagonal(predictions.reshape(*shape, -1), axis1=1, axis2=2)
 
 
+@eqx.filter_jit
+def stacked_point_predictions(learners: ContextLearner, episodes: RegressionEpisode
+                              ) -> Float[Array, "learners batch points"]:
+    """:func:`point_predictions` of a stack of learners of one class, whose array fields
+    carry a leading axis (``IterativeNewton(jnp.arange(8))``: 0 … 7 iterations): one
+    compiled program for the whole stack, where a list of learners compiles one each."""
+    return eqx.filter_vmap(lambda learner: learner.every_point(episodes))(learners)
+
+
 def point_targets(episodes: RegressionEpisode) -> Float[Array, "batch points"]:
     """What :func:`point_predictions` predicts: every point's target, and for query-shifted
     prompts (two batch axes) the shifted point's (the diagonal)."""

@@ -43,9 +43,10 @@ def sensitivities(learner: Learner, episodes: RegressionEpisode) -> Float[Array,
     return jax.vmap(jax.grad(prediction_at))(episodes.query_x, episodes)
 
 
-def sensitivity_cosine(a: Float[Array, "batch d"], b: Float[Array, "batch d"]
-                       ) -> Float[Array, " batch"]:
-    """Cosine similarity of two learners' sensitivities, per episode ("model cos")."""
+def sensitivity_cosine(a: Float[Array, "*#batch d"], b: Float[Array, "*#batch d"]
+                       ) -> Float[Array, "*batch"]:
+    """Cosine similarity of two learners' sensitivities, per episode ("model cos"); any
+    leading axes broadcast."""
     norms = jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1)
     return jnp.sum(a * b, axis=-1) / jnp.maximum(norms, 1e-12)
 
@@ -58,11 +59,11 @@ def prediction_cosine(a: Float[Array, "*shape"], b: Float[Array, "*shape"]) -> F
     return jnp.sum(a * b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-12)
 
 
-def error_cosine(a: Float[Array, "batch points"], b: Float[Array, "batch points"],
-                 targets: Float[Array, "batch points"]) -> Float[Array, " batch"]:
-    """Fu et al.'s (2023, §3) similarity of errors, per episode: the cosine of the two
+def error_cosine(a: Float[Array, "*#batch points"], b: Float[Array, "*#batch points"],
+                 targets: Float[Array, "*#batch points"]) -> Float[Array, "*batch"]:
+    """Fu et al.'s (2024, §3) similarity of errors, per episode: the cosine of the two
     learners' error vectors ``a − targets`` and ``b − targets`` over the points (0 where
-    either error vector is zero)."""
+    either error vector is zero); any leading axes broadcast."""
     return sensitivity_cosine(a - targets, b - targets)
 
 

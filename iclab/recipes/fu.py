@@ -15,7 +15,7 @@ algorithm's error vectors ŷ − y over the points n = 1 … N of a prompt, aver
 prompts. Iterative Newton follows Fu et al.'s Eq. 1 (:class:`~iclab.algorithms.IterativeNewton`);
 GD starts from zero with its step size tuned for each number of steps. Garg et al.'s (2022)
 format: x and [y, 0, …] tokens interleaved, every point predicted from the pairs before it.
-Defaults are CPU-sized (d = 6, N = 24, 8 layers of width 64, κ ∈ {1, 20}); the paper uses
+Defaults are CPU-sized (d = 6, N = 16, 8 layers of width 32, κ ∈ {1, 20}); the paper uses
 Garg et al.'s 12-layer, width-256 model at d = 20, N = 40.
 """
 
@@ -24,11 +24,13 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
 from iclab.algorithms import (
     GradientDescent,
+    GramLearner,
     IterativeNewton,
     Ridge,
     log_grid_search,
@@ -36,6 +38,7 @@ from iclab.algorithms import (
     point_curve,
     point_predictions,
     point_targets,
+    stacked_point_predictions,
 )
 from iclab.analysis import error_cosine, layer_readouts, layer_states
 from iclab.config import Seeds, require, to_dict
@@ -85,10 +88,10 @@ class FuConfig(Seeds):
         readout_penalty: ridge penalty of the layer readouts.
     """
 
-    task: FunctionRegression = FunctionRegression(dim=6, n_context=24)
+    task: FunctionRegression = FunctionRegression(dim=6, n_context=16)
     condition_numbers: tuple[float, ...] = (1.0, 20.0)
-    model: TransformerConfig = TransformerConfig(d_model=64, n_layers=8, n_heads=4)
-    train: TrainConfig = TrainConfig(steps=10_000, batch_size=64, lr=1e-3, warmup_steps=500,
+    model: TransformerConfig = TransformerConfig(d_model=32, n_layers=8, n_heads=4)
+    train: TrainConfig = TrainConfig(steps=8000, batch_size=64, lr=1e-3, warmup_steps=500,
                                      eval_every=500, checkpoint_every=1000, eval_size=1000)
     newton_iterations: int = 16
     gd_doublings: int = 13
@@ -109,8 +112,9 @@ class FuConfig(Seeds):
         require(self.task.n_context >= 2 * self.task.dim, "task.n_context", self.task.n_context,
                 f"must be >= 2 * task.dim = {2 * self.task.dim} (the error claim reads "
                 "n >= 2d)")
-        require(self.model.n_layers >= 3, "model.n_layers", self.model.n_layers,
-                "must be >= 3 (the middle layers exclude the first and the last)")
+        require(self.model.n_layers >= 4, "model.n_layers", self.model.n_layers,
+                "must be >= 4 (the middle layers, at least two, exclude the first and the "
+                "last)")
         require(self.newton_iterations >= 1, "newton_iterations", self.newton_iterations,
                 "must be an integer >= 1")
         require(0 <= self.gd_doublings <= 20, "gd_doublings", self.gd_doublings,
@@ -140,18 +144,19 @@ def _name(kappa: float) -> str:
     return f"kappa_{kappa:g}"
 
 
-def solvers(config: FuConfig, tuning: RegressionEpisode
-            ) -> dict[str, list[IterativeNewton | GradientDescent]]:
-    """Newton with 0 … ``newton_iterations`` iterations, and GD with each of
-    ``config.gd_steps`` steps from zero, its step size tuned on ``tuning`` for the least
-    error over every point."""
-    gd = []
-    for steps in config.gd_steps:
-        (eta,), _ = log_grid_search(lambda p, s=steps: GradientDescent(eta=p[0], steps=s), tuning,
-                                    low=(1e-3,), high=(1e1,), rounds=3, loss=next_point_loss)
-        gd.append(GradientDescent(eta=float(eta), steps=steps))
-    return {"newton": [IterativeNewton(iterations=k)
-                       for k in range(config.newton_iterations + 1)], "gd": gd}
+def solvers(config: FuConfig, tuning: RegressionEpisode) -> dict[str, GramLearner]:
+    """Two stacks of learners (array fields with a leading axis): Newton with 0 …
+    ``newton_iterations`` iterations, and GD with each of ``config.gd_steps`` steps from
+    zero, its step size tuned on ``tuning`` for the least error over every point."""
+    etas = [log_grid_search(jax.tree_util.Partial(_gd, jnp.asarray(steps)), tuning,
+                            low=(1e-3,), high=(1e1,), rounds=3, loss=next_point_loss)[0][0]
+            for steps in config.gd_steps]
+    return {"newton": IterativeNewton(iterations=jnp.arange(config.newton_iterations + 1)),
+            "gd": GradientDescent(eta=jnp.stack(etas), steps=jnp.asarray(config.gd_steps))}
+
+
+def _gd(steps: jax.Array, params: jax.Array) -> GradientDescent:
+    return GradientDescent(eta=params[0], steps=steps)
 
 
 def run(config: FuConfig, context: RunContext) -> RecipeResult:
@@ -188,8 +193,7 @@ def run(config: FuConfig, context: RunContext) -> RecipeResult:
         models=tuple(config.tasks()))
 
 
-def match_layers(name: str, models: list[ModelLearner],
-                 algorithms: dict[str, list[IterativeNewton | GradientDescent]],
+def match_layers(name: str, models: list[ModelLearner], algorithms: dict[str, GramLearner],
                  prompts: RegressionEpisode, *, penalty: float) -> dict[str, np.ndarray]:
     """On the held-out half of ``prompts``: each algorithm's squared error per point
     (``NAME.error.FAMILY``: one row per iteration; ``NAME.error.ols``), and per model seed
@@ -199,26 +203,25 @@ def match_layers(name: str, models: list[ModelLearner],
     half = prompts.query_y.shape[0] // 2
     test = jax.tree.map(lambda a: a[half:], prompts)
     targets = point_targets(test)
-    out = {f"{name}.error.ols": np.asarray(point_curve(point_predictions(Ridge(0.0), test),
-                                                       targets))}
-    predicted = {}
-    for family, learners in algorithms.items():
-        predicted[family] = [point_predictions(learner, test) for learner in learners]
-        out[f"{name}.error.{family}"] = np.stack([np.asarray(point_curve(p, targets))
-                                                  for p in predicted[family]])
+    predicted = {family: stacked_point_predictions(stack, test)
+                 for family, stack in algorithms.items()}
+    out = {f"{name}.error.{family}": np.asarray(jax.vmap(point_curve, (0, None))(p, targets))
+           for family, p in predicted.items()}
+    out[f"{name}.error.ols"] = np.asarray(point_curve(point_predictions(Ridge(0.0), test),
+                                                      targets))
     rows: dict[str, list[np.ndarray]] = {}
     for model in models:
         states = layer_states(model.model, model.format, prompts, positions=slice(0, None, 2))
-        readouts = layer_readouts(states, point_targets(prompts)[..., None], penalty=penalty)
-        readouts = readouts[..., 0]  # (layers, test prompts, points)
+        readouts = layer_readouts(states, point_targets(prompts)[..., None],
+                                  penalty=penalty)[..., 0]  # (layers, test prompts, points)
         rows.setdefault(f"{name}.error", []).append(
             np.asarray(point_curve(point_predictions(model, test), targets)))
         rows.setdefault(f"{name}.layer_error", []).append(
             np.asarray([point_curve(layer, targets)[1:].mean() for layer in readouts]))
         for family, curves in predicted.items():
             rows.setdefault(f"{name}.similarity.{family}", []).append(np.asarray(
-                [[error_cosine(layer[:, 1:], curve[:, 1:], targets[:, 1:]).mean()
-                  for curve in curves] for layer in readouts]))
+                [error_cosine(layer[None, :, 1:], curves[:, :, 1:], targets[None, :, 1:]
+                              ).mean(axis=1) for layer in readouts]))
     out.update({key: np.stack(values) for key, values in rows.items()})
     return out
 
