@@ -63,9 +63,9 @@ def test_gd_one_step_hand_formula(episodes64):
     np.testing.assert_allclose(got, np.einsum("bd,bd->b", w1, q), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("steps", [0, 2, 5, 13])
-def test_gd_k_steps_numpy_loop(episodes64, steps):
-    eta = 3.0
+@pytest.mark.parametrize(("steps", "eta"), [(0, 3.0), (2, 3.0), (5, 3.0), (13, 3.0),
+                                           (300, 0.2)])  # 300: by binary powering, converging
+def test_gd_k_steps_numpy_loop(episodes64, steps, eta):
     with jax.enable_x64(True):
         got = np.asarray(predict(GradientDescent(eta, steps=steps), episodes64))
     x, y, q, _ = _numpy(episodes64)

@@ -21,11 +21,12 @@ class GradientDescent(GramLearner):
     """``steps`` steps of ``w ← w − eta ∇L(w)`` from w = 0; predicts ``w·x_q``.
 
     With ``a = eta/n`` and ``P = I − a XᵀX`` a step is ``w ← P w + a Xᵀy``, so
-    ``w_t = (I + P + … + P^(t−1)) a Xᵀy``. The geometric sum is built by binary powering
-    (``Σ_{i<j+k} P^i = Σ_{i<j} P^i + P^j Σ_{i<k} P^i``): O(log t) d × d products instead of
-    t steps, equal to stepping in exact arithmetic. ``steps`` may be an integer array: a
-    stack of learners with different step counts (``GradientDescent(etas, steps)`` with
-    arrays, mapped by ``jax.vmap``) then shares one compiled program.
+    ``w_t = (I + P + … + P^(t−1)) a Xᵀy``. Few steps are taken one by one (t d² work); many
+    build the geometric sum by binary powering instead
+    (``Σ_{i<j+k} P^i = Σ_{i<j} P^i + P^j Σ_{i<k} P^i``: about 3 log₂t d × d products),
+    equal in exact arithmetic. ``steps`` may be an integer array: a stack of learners with
+    different step counts (``GradientDescent(etas, steps)`` with arrays, mapped by
+    ``jax.vmap``) then shares one compiled program, by binary powering.
     """
 
     eta: Float[Array, "*stack"] | float
@@ -41,7 +42,13 @@ class GradientDescent(GramLearner):
     def from_moments(self, gram: Float[Array, "d d"], moment: Float[Array, " d"],
                      count: Float[Array, ""], query: Float[Array, " d"]) -> Float[Array, ""]:
         rate = self.eta / jnp.maximum(count, 1.0)  # no pair seen: the gradient is zero
-        identity = jnp.eye(gram.shape[0], dtype=gram.dtype)
+        dim = gram.shape[0]
+        if isinstance(self.steps, int) and self.steps <= 3 * dim * self.steps.bit_length():
+
+            def step(_, w):  # ∇L(w) = (XᵀX w − Xᵀy) / n
+                return w - rate * (gram @ w - moment)
+
+            return jax.lax.fori_loop(0, self.steps, step, jnp.zeros_like(moment)) @ query
 
         def bit(carry):  # P^k, Σ_{i<k} P^i over the bits so far; the same for k = 2^bit
             remaining, power, total, block_power, block_sum = carry
@@ -50,6 +57,7 @@ class GradientDescent(GramLearner):
                     jnp.where(take, total + power @ block_sum, total),
                     block_power @ block_power, block_sum + block_power @ block_sum)
 
+        identity = jnp.eye(dim, dtype=gram.dtype)
         init = (jnp.asarray(self.steps, jnp.int32), identity, jnp.zeros_like(gram),
                 identity - rate * gram, identity)
         total = jax.lax.while_loop(lambda carry: carry[0] > 0, bit, init)[2]
