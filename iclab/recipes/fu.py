@@ -321,8 +321,10 @@ def claims(headline: dict[str, Number]) -> dict[str, Claim]:
 def figures(store: RunStore, summary: Summary) -> list[Figure]:
     results = store.read_arrays("results.npz")
     names = list(summary.result.models)
+    budget = summary.result.headline.get("gd_budget")
+    steps = int(results["gd_steps"][-1] if budget is None else budget.value)
     return [_training(store, names), _best_match(store, results, names),
-            _errors(store, results, names)]
+            _errors(store, results, names, steps)]
 
 
 def _training(store: RunStore, names: list[str]) -> Figure:
@@ -353,7 +355,7 @@ def _best_match(store: RunStore, results: dict, names: list[str]) -> Figure:
                               "for Newton, exponential for GD.")
 
 
-def _errors(store: RunStore, results: dict, names: list[str]) -> Figure:
+def _errors(store: RunStore, results: dict, names: list[str], steps: int) -> Figure:
     figure, axes = subplots(ncols=len(names), width=4.0, height=3.4)
     points = results["points"]
     for ax, name in zip(axes, names, strict=True):
@@ -366,16 +368,17 @@ def _errors(store: RunStore, results: dict, names: list[str]) -> Figure:
             if k < len(newton):
                 ax.plot(points, newton[k], color="#9467bd", alpha=0.4 + 0.6 * k / len(newton),
                         ls="--", label=f"Newton, {k} iterations")
-        gd = results[f"{name}.error.gd"]
-        ax.plot(points, gd[-1], color=COLORS["gd"], ls=":",
-                label=f"GD, {results['gd_steps'][-1]} steps")
-        ax.set(xlabel="in-context examples n", ylabel="squared error", yscale="log", title=name)
+        gd = results[f"{name}.error.gd"][list(results["gd_steps"]).index(steps)]
+        ax.plot(points, gd, color=COLORS["gd"], ls=":", label=f"GD, {steps} steps")
+        ax.set(xlabel="in-context examples n", ylabel="squared error", yscale="log", title=name,
+               ylim=(1e-4, None))
         ax.legend(fontsize=7)
     save(figure, store.figures / "errors.png")
     return "errors.png", ("Squared error of the model's prediction of point n, of least squares, "
-                          "of Iterative Newton at a few iterations and of the most GD steps "
-                          "matched, per model (Fu et al. 2024, Fig. 5 on ill-conditioned "
-                          "inputs).")
+                          "of Iterative Newton at a few iterations and of GD with the budget "
+                          "of the ill-conditioned claim (the steps that best matched the first "
+                          "model's last layer), per model (Fu et al. 2024, Fig. 5 on "
+                          "ill-conditioned inputs).")
 
 
 RECIPE = register(Recipe(
