@@ -42,6 +42,7 @@ def test_layer_readouts_are_sklearn_ridge_fitted_on_the_first_half(getkey):
 CONFIG = FuConfig(task=FunctionRegression(dim=2, n_context=4, sparsity=1), newton_iterations=4,
                   gd_doublings=5)
 """L = 8 blocks (middle layers 2 … 7), d = 2 (n ≥ 2d: points 4), κ = 1 and 20."""
+NAMES = list(CONFIG.tasks())
 
 
 def _similarity(best: list[int], size: int) -> np.ndarray:
@@ -79,7 +80,7 @@ def test_headline_numbers_and_claims_from_hand_made_tables():
     assert numbers["kappa_20_error"] == pytest.approx(0.04 / 2)  # n ≥ 2d = 4, divided by d
     assert numbers["gd_budget"] == 8  # kappa_1's last layer: 2³ steps, row 3 of the grid
     assert numbers["gd_budget_error"] == pytest.approx(0.4 * 3 / 2)  # row 3: × (6 − 3)
-    found = claims(headline_numbers(arrays, CONFIG))
+    found = claims(headline_numbers(arrays, CONFIG), NAMES)
     assert {name: c.passed for name, c in found.items()} == {
         "newton_linear_in_depth": True, "gd_exponential_in_depth": False,
         "ill_conditioned_reaches_least_squares": True}
@@ -89,7 +90,7 @@ def test_headline_numbers_and_claims_from_hand_made_tables():
     arrays["kappa_1.similarity.newton"] = _similarity([0, 2, 2, 2, 2, 2, 2, 2, 2], 5)
     arrays["kappa_1.similarity.gd"] = _similarity([0, 0, 0, 1, 2, 4, 5, 5, 5], 6)
     arrays["kappa_20.error.gd"][:] = 0.05
-    found = claims(headline_numbers(arrays, CONFIG))
+    found = claims(headline_numbers(arrays, CONFIG), NAMES)
     assert {name: c.passed for name, c in found.items()} == {
         "newton_linear_in_depth": False, "gd_exponential_in_depth": True,
         "ill_conditioned_reaches_least_squares": False}
