@@ -175,7 +175,7 @@ def run(config: HochreiterConfig, context: RunContext) -> RecipeResult:
                         models=config.models)
 
 
-def r_squared(error: np.ndarray, variance: float) -> np.ndarray:
+def r_squared(error: np.ndarray | float, variance: float) -> np.ndarray | float:
     """R²(t) = 1 − error(t) / Var(y): the fraction of the targets' variance explained."""
     return 1.0 - error / variance
 
