@@ -77,7 +77,7 @@ def test_config_errors_name_the_field(option, field, tmp_path, capsys, cli_statu
 def test_tiny_run_writes_curves_baselines_models_and_figures(tmp_path):
     out = tmp_path / "hochreiter"
     assert main(["run", "hochreiter", "--out", str(out), "--models", "lstm",
-                 "--lstm.hidden-size", "8", "--train.steps", "20", "--train.eval-every", "10",
+                 "--task.n-context", "30", "--lstm.hidden-size", "8", "--train.steps", "20", "--train.eval-every", "10",
                  "--train.checkpoint-every", "10", "--train.eval-size", "16",
                  "--eval-prompts", "16", "--tune-prompts", "8", "--mlp-hidden", "8",
                  "--mlp-steps", "10", "--no-progress"]) == 0
@@ -86,7 +86,7 @@ def test_tiny_run_writes_curves_baselines_models_and_figures(tmp_path):
     assert set(result.claims) == {"lstm_learns_new_functions", "lstm_beats_sgd_mlp"}
     assert result.model_size["lstm"]["kind"] == "Recurrent"
     arrays = np.load(out / "results.npz")
-    assert arrays["lstm.error"].shape == (1, 51)  # seeds, points t = 0 … 50
+    assert arrays["lstm.error"].shape == (1, 31)  # seeds, points t = 0 … 30
     assert arrays["baseline.ols.error"][6:].max() < 1e-4  # 6 coefficients: exact from t = 6
     assert arrays["baseline.knn.error"][6:].min() > 1e-3
     assert (out / "lstm" / "model.npz").exists()
