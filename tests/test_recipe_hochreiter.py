@@ -77,8 +77,9 @@ def test_config_errors_name_the_field(option, field, tmp_path, capsys, cli_statu
 def test_tiny_run_writes_curves_baselines_models_and_figures(tmp_path):
     out = tmp_path / "hochreiter"
     assert main(["run", "hochreiter", "--out", str(out), "--models", "lstm",
-                 "--task.n-context", "30", "--lstm.hidden-size", "8", "--train.steps", "20", "--train.eval-every", "10",
-                 "--train.checkpoint-every", "10", "--train.eval-size", "16",
+                 "--task.n-context", "30", "--lstm.hidden-size", "8", "--train.steps", "20",
+                 "--train.eval-every", "10", "--train.checkpoint-every", "10",
+                 "--train.eval-size", "16",
                  "--eval-prompts", "16", "--tune-prompts", "8", "--mlp-hidden", "8",
                  "--mlp-steps", "10", "--no-progress"]) == 0
     result = load_run(out).summary.result
