@@ -42,7 +42,7 @@ from iclab.algorithms.sequence_classifiers import (
     online_sgd_logits,
     tune_online_sgd_lr,
 )
-from iclab.algorithms.support import OnCoordinates, oracle_prefix_predictions
+from iclab.algorithms.support import OnCoordinates, OnFeatures, oracle_prefix_predictions
 from iclab.algorithms.trees import BoostedTrees, GreedyTree, SklearnLearner
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
@@ -63,6 +63,7 @@ __all__ = [
     "MemoryLearner",
     "NearestNeighbours",
     "OnCoordinates",
+    "OnFeatures",
     "OnlineSGD",
     "PointPredictor",
     "Ridge",

@@ -1,7 +1,10 @@
 """A two-layer ReLU network trained on the context by Adam: Garg et al.'s (2022) baseline
-for in-context regression of two-layer ReLU networks."""
+for in-context regression of two-layer ReLU networks; by plain SGD, the backpropagation
+baseline of Hochreiter et al. (2001)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -15,8 +18,9 @@ from iclab.config import require
 
 class AdamNet(ContextLearner):
     """``f(x) = v·ReLU(U x + b) + c`` with ``hidden`` units, fitted to the seen pairs by
-    ``steps`` full-batch Adam steps of rate ``lr`` on their mean squared error; predicts
-    ``f(x_q)``, and 0 with no pair seen.
+    ``steps`` full-batch steps of rate ``lr`` on their mean squared error, by Adam or (with
+    ``optimiser="sgd"``) plain gradient descent ``θ ← θ − lr ∇L``; predicts ``f(x_q)``, and
+    0 with no pair seen.
 
     Every fit starts from the same initialisation, drawn from ``seed`` as PyTorch's
     ``nn.Linear`` draws it (weights and biases uniform in ±1/√fan_in; ``eqx.nn.MLP``'s
@@ -30,8 +34,11 @@ class AdamNet(ContextLearner):
     steps: int = eqx.field(static=True, default=100)
     lr: Float[Array, ""] | float = 5e-3
     seed: int = eqx.field(static=True, default=0)
+    optimiser: Literal["adam", "sgd"] = eqx.field(static=True, default="adam")
 
     def __check_init__(self) -> None:
+        require(self.optimiser in ("adam", "sgd"), "AdamNet.optimiser", self.optimiser,
+                "must be 'adam' or 'sgd'")
         require(self.hidden >= 1, "AdamNet.hidden", self.hidden, "must be an integer >= 1")
         require(self.steps >= 0, "AdamNet.steps", self.steps, "must be an integer >= 0")
         if isinstance(self.lr, int | float):
@@ -43,7 +50,7 @@ class AdamNet(ContextLearner):
                          key=jax.random.key(self.seed))
         params, structure = eqx.partition(net, eqx.is_array)
         count = jnp.maximum(jnp.sum(seen), 1).astype(y.dtype)
-        optimiser = optax.adam(self.lr)
+        optimiser = optax.adam(self.lr) if self.optimiser == "adam" else optax.sgd(self.lr)
 
         def loss(params: eqx.Module) -> Float[Array, ""]:
             residuals = jax.vmap(eqx.combine(params, structure))(x) - y

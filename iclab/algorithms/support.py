@@ -1,5 +1,7 @@
-"""Learners that know which coordinates carry the task: the oracle of a mixture of
-sparse-regression concepts (:class:`~iclab.tasks.ConceptRegression`).
+"""Learners on a view of the inputs: the coordinates that carry the task (the oracle of a
+mixture of sparse-regression concepts, :class:`~iclab.tasks.ConceptRegression`), or a
+fixed feature map (least squares and online SGD on quadratic features, the baselines of
+Hochreiter et al. 2001's quadratic functions).
 
 Given its episode's concept, the Bayes-sensible learner fits only that concept's support:
 least squares on ``s`` coordinates is exact from ``s`` noiseless pairs, where least
@@ -8,6 +10,8 @@ inferring the concept is worth (Han et al. 2024).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import equinox as eqx
 from jaxtyping import Array, Bool, Float, Int
@@ -37,6 +41,29 @@ class OnCoordinates(ContextLearner):
                     queries: Float[Array, "ctx+1 d"]) -> Float[Array, " ctx+1"]:
         return self.learner.prefix_fits(x[:, self.coordinates], y,
                                         queries[:, self.coordinates])
+
+
+class OnFeatures(ContextLearner):
+    """``learner`` fitted on the features ``features(x)`` of the inputs instead of x.
+
+    ``features`` maps rows ``(n, d) → (n, f)`` and must be a hashable function (a
+    module-level one), since it is a static field: e.g.
+    ``OnFeatures(Ridge(0.0), quadratic_features)`` is least squares on every monomial of
+    degree ≤ 2, exact on a noiseless quadratic from 1 + d + d(d + 1)/2 pairs in general
+    position.
+    """
+
+    learner: ContextLearner
+    features: Callable[[Float[Array, "n d"]], Float[Array, "n f"]] = eqx.field(static=True)
+
+    def fit_predict(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
+                    seen: Bool[Array, " ctx"], query: Float[Array, " d"]) -> Float[Array, ""]:
+        return self.learner.fit_predict(self.features(x), y, seen,
+                                        self.features(query[None])[0])
+
+    def prefix_fits(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
+                    queries: Float[Array, "ctx+1 d"]) -> Float[Array, " ctx+1"]:
+        return self.learner.prefix_fits(self.features(x), y, self.features(queries))
 
 
 @eqx.filter_jit

@@ -10,9 +10,10 @@ from iclab.formats.regression import (
     InterleavedTokens,
     PairTokens,
     PreviousPairTokens,
+    PreviousTargetTokens,
     RegressionFormat,
 )
 
 __all__ = ["Format", "InterleavedTokens", "ItemLabelTokens", "PairTokens", "PreviousPairTokens",
-           "RecallTokens", "RecallVectors", "RegressionFormat", "SequenceLabelTokens",
-           "StateTokens", "accuracy_by_position"]
+           "PreviousTargetTokens", "RecallTokens", "RecallVectors", "RegressionFormat",
+           "SequenceLabelTokens", "StateTokens", "accuracy_by_position"]

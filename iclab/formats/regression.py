@@ -104,3 +104,30 @@ class PreviousPairTokens(RegressionFormat):
 
     def targets(self, episode: RegressionEpisode) -> Float[Array, " pred"]:
         return jnp.concatenate([episode.context_y, episode.query_y[None]])
+
+
+@dataclasses.dataclass(frozen=True)
+class PreviousTargetTokens(RegressionFormat):
+    """Hochreiter, Younger and Conwell (2001): token t is ``[x_t; y_{t−1}]`` (y_{−1} = 0; the
+    last token's input is the query), width d + 1.
+
+    The target of the previous input arrives with the next input, so a causal model
+    predicts y_t at token t from the t pairs before it and never sees y_t; the error is
+    taken at every token. Output 0 of every token is a prediction (t = 0 … N, the query's
+    last): :func:`~iclab.algorithms.next_point_predictions`' order, as
+    :class:`PreviousPairTokens`.
+    """
+
+    def token_dim(self, dim: int) -> int:
+        return dim + 1
+
+    def encode(self, episode: RegressionEpisode) -> Float[Array, "seq token"]:
+        inputs = jnp.concatenate([episode.context_x, episode.query_x[None]])  # (N + 1, d)
+        previous = jnp.concatenate([jnp.zeros(1), episode.context_y])  # (N + 1,)
+        return jnp.concatenate([inputs, previous[:, None]], axis=1)
+
+    def decode(self, outputs: Float[Array, "seq out"]) -> Float[Array, " pred"]:
+        return outputs[:, 0]
+
+    def targets(self, episode: RegressionEpisode) -> Float[Array, " pred"]:
+        return jnp.concatenate([episode.context_y, episode.query_y[None]])

@@ -8,6 +8,7 @@ from iclab.recipes import (
     fu,
     garg,
     gpicl_pool,
+    hochreiter,
     kirsch,
     minegishi,
     raventos,
@@ -19,5 +20,5 @@ from iclab.recipes import (
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
 __all__ = ["RECIPES", "Recipe", "akyurek", "bursty", "chan", "fast_weights", "fu", "garg",
-           "get_recipe", "gpicl_pool", "kirsch", "minegishi", "raventos", "raventos_pool", "reddy",
-           "rnn_vs_transformer", "von_oswald"]
+           "get_recipe", "gpicl_pool", "hochreiter", "kirsch", "minegishi", "raventos",
+           "raventos_pool", "reddy", "rnn_vs_transformer", "von_oswald"]

@@ -12,6 +12,7 @@ from iclab.tasks.episode import RegressionEpisode
 from iclab.tasks.function_regression import (
     FUNCTION_CLASSES,
     FunctionRegression,
+    quadratic_features,
     random_rotation,
 )
 from iclab.tasks.gpicl import GPICLEpisode, GPICLTask
@@ -57,6 +58,7 @@ __all__ = [
     "evaluation_sets",
     "gpicl_evaluation_sets",
     "markov_evaluation_sets",
+    "quadratic_features",
     "random_rotation",
     "recall_evaluation_sets",
     "shifted_prompts",

@@ -10,12 +10,15 @@ is ``x_1, f(x_1), …, x_N, f(x_N), x_q`` and, read causally, every prefix is a 
 - ``relu_net``: f(x) = √(2/h) Σ_i v_i ReLU(u_i·x), u_i ~ N(0, I_d), v_i ~ N(0, 1), h hidden
   units (the √(2/h) makes E f(x)² = E|x|² = d, the scale of linear regression);
 - ``tree``: a complete binary tree of ``depth`` levels; node k tests x[c_k] > 0 for a
-  uniformly drawn coordinate c_k (right if true) and each leaf holds a value ~ N(0, 1).
+  uniformly drawn coordinate c_k (right if true) and each leaf holds a value ~ N(0, 1);
+- ``quadratic``: f(x) = c·φ(x) over every monomial of degree ≤ 2 (:func:`quadratic_features`),
+  each coefficient ~ U[−1, 1]; for d = 2 Hochreiter et al.'s (2001) quadratics
+  a x1² + b x2² + c x1x2 + d x1 + e x2 + f.
 
-Inputs can be skewed (Garg et al.'s "skewed covariance" prompts) or ill-conditioned with
-condition number κ (the ill-conditioned inputs of Fu et al. 2023) and scaled; outputs can
-be noisy. Out-of-distribution prompts built on these tasks are in
-:mod:`iclab.tasks.prompt_shifts`.
+Inputs are Gaussian (Garg et al.) or uniform on [−1, 1]^d; they can be skewed (Garg et
+al.'s "skewed covariance" prompts) or ill-conditioned with condition number κ (the
+ill-conditioned inputs of Fu et al. 2023) and scaled; outputs can be noisy.
+Out-of-distribution prompts built on these tasks are in :mod:`iclab.tasks.prompt_shifts`.
 """
 
 from __future__ import annotations
@@ -31,15 +34,17 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from iclab.config import require, require_numbers
 from iclab.tasks.episode import RegressionEpisode
 
-FunctionClass = Literal["linear", "sparse_linear", "relu_net", "tree"]
-FUNCTION_CLASSES: tuple[str, ...] = ("linear", "sparse_linear", "relu_net", "tree")
+FunctionClass = Literal["linear", "sparse_linear", "relu_net", "tree", "quadratic"]
+FUNCTION_CLASSES: tuple[str, ...] = ("linear", "sparse_linear", "relu_net", "tree", "quadratic")
+Inputs = Literal["gaussian", "uniform"]
+INPUTS: tuple[str, ...] = ("gaussian", "uniform")
 Covariance = Literal["identity", "skewed", "geometric"]
 COVARIANCES: tuple[str, ...] = ("identity", "skewed", "geometric")
 
 Functions = dict[str, Array]
 """One function's parameters (or a batch of them, leading axis first), by name:
 ``w`` (linear classes), ``hidden`` and ``out`` (ReLU nets), ``feature`` and ``leaf``
-(trees)."""
+(trees), ``coefficients`` (quadratics, in :func:`quadratic_features`' order)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,14 +52,17 @@ class FunctionRegression:
     """A distribution of in-context regression prompts of one function class.
 
     Attributes:
-        function: "linear", "sparse_linear", "relu_net" or "tree" (see the module).
+        function: "linear", "sparse_linear", "relu_net", "tree" or "quadratic" (see the
+            module).
         dim: input dimension d.
         n_context: context pairs N per prompt (one query follows them; Garg et al. use
             2d + 1 points in all).
         sparsity: non-zero weights k of "sparse_linear" (k <= d).
         hidden: hidden units of "relu_net".
         depth: levels of decisions of "tree" (2^depth leaves).
-        covariance: "identity" draws x ~ N(0, I); "skewed" draws x = z·T with
+        inputs: "gaussian" draws z ~ N(0, I_d), "uniform" draws z uniform on [−1, 1]^d
+            (Hochreiter et al.'s inputs); x is z transformed by ``covariance`` and scaled.
+        covariance: "identity" takes x = z; "skewed" draws x = z·T with
             T = U diag(s) Uᵀ, s_i ∝ 1/i rescaled to Σ s_i² = d (Garg et al.'s skewed
             prompts: the transform's eigenvalues, not the covariance's, fall as 1/i);
             "geometric" gives the covariance eigenvalues κ^(−(i−1)/(d−1)), rescaled to
@@ -75,6 +83,7 @@ class FunctionRegression:
     sparsity: int = 3
     hidden: int = 100
     depth: int = 4
+    inputs: Inputs = "gaussian"
     covariance: Covariance = "identity"
     condition_number: float = 100.0
     covariance_seed: int = 0
@@ -94,6 +103,8 @@ class FunctionRegression:
                 f"must be at most task.dim={self.dim} (non-zero weights of a d-vector)")
         require(1 <= self.depth <= 20, "task.depth", self.depth,
                 "must be an integer from 1 to 20 (levels of decisions of a tree)")
+        require(self.inputs in INPUTS, "task.inputs", self.inputs,
+                "must be one of " + ", ".join(map(repr, INPUTS)))
         require(self.covariance in COVARIANCES, "task.covariance", self.covariance,
                 "must be one of " + ", ".join(map(repr, COVARIANCES)))
         require(self.condition_number >= 1, "task.condition_number", self.condition_number,
@@ -152,6 +163,9 @@ class FunctionRegression:
                 support = jax.random.permutation(key_support, d)[: self.sparsity]
                 w = jnp.zeros(d).at[support].set(w[support])
             return {"w": w}
+        if self.function == "quadratic":
+            count = quadratic_feature_count(d)
+            return {"coefficients": jax.random.uniform(key, (count,), minval=-1.0, maxval=1.0)}
         if self.function == "relu_net":
             key_u, key_v = jax.random.split(key)
             return {"hidden": jax.random.normal(key_u, (d, self.hidden)),
@@ -164,6 +178,8 @@ class FunctionRegression:
         """f(x) for one function at each row of ``x``."""
         if "w" in function:
             return x @ function["w"]
+        if "coefficients" in function:
+            return quadratic_features(x) @ function["coefficients"]
         if "hidden" in function:
             hidden = jax.nn.relu(x @ function["hidden"])
             return math.sqrt(2 / self.hidden) * hidden @ function["out"]
@@ -179,7 +195,11 @@ class FunctionRegression:
                       ) -> Float[Array, "*shape d"]:
         """Inputs of the task's distribution, ``shape + (d,)``."""
         n = math.prod(shape) * self.dim  # one flat draw: faster on CPU than odd trailing dims
-        z = jax.random.normal(key, (n,)).reshape(*shape, self.dim)
+        if self.inputs == "uniform":
+            z = jax.random.uniform(key, (n,), minval=-1.0, maxval=1.0)
+        else:
+            z = jax.random.normal(key, (n,))
+        z = z.reshape(*shape, self.dim)
         if self.covariance != "identity":
             z = z @ self.input_transform()
         return self.x_scale * z
@@ -205,3 +225,17 @@ def random_rotation(key: PRNGKeyArray, d: int) -> Float[Array, "d d"]:
     matrix, its columns' signs fixed by R's diagonal (Mezzadri 2007)."""
     q, r = jnp.linalg.qr(jax.random.normal(key, (d, d)))
     return q * jnp.sign(jnp.diag(r))
+
+
+def quadratic_features(x: Float[Array, "*n d"]) -> Float[Array, "*n features"]:
+    """Every monomial of degree ≤ 2 of each row: ``[1, x_1 … x_d, x_i x_j for i ≤ j]``
+    (row-major over i), 1 + d + d(d + 1)/2 features; for d = 2
+    ``[1, x1, x2, x1², x1x2, x2²]``."""
+    i, j = jnp.triu_indices(x.shape[-1])
+    pairs = x[..., i] * x[..., j]
+    return jnp.concatenate([jnp.ones_like(x[..., :1]), x, pairs], axis=-1)
+
+
+def quadratic_feature_count(d: int) -> int:
+    """How many features :func:`quadratic_features` gives for inputs of dimension d."""
+    return 1 + d + d * (d + 1) // 2
