@@ -97,8 +97,8 @@ def test_headline_numbers_and_claims_from_hand_made_tables():
 
 
 def test_best_match_reads_the_grid_value_of_the_largest_similarity():
-    similarity = np.array([[[0.1, 0.3, 0.2], [0.5, 0.1, 0.0]]])
-    np.testing.assert_array_equal(best_match(similarity, np.array([1, 2, 4])), [[2, 1]])
+    similarity = np.array([[[0.1, 0.3, 0.2], [0.5, 0.1, 0.0], [np.nan, 0.1, 0.2]]])
+    np.testing.assert_array_equal(best_match(similarity, np.array([1, 2, 4])), [[2, 1, 4]])
 
 
 @pytest.mark.parametrize(("option", "field"), [

@@ -199,7 +199,9 @@ def match_layers(name: str, models: list[ModelLearner], algorithms: dict[str, Gr
     (``NAME.error.FAMILY``: one row per iteration; ``NAME.error.ols``), and per model seed
     the model's error (``NAME.error``), each layer's readout error over n ≥ 1
     (``NAME.layer_error``: layer 0 is the embedded tokens) and the similarity of errors of
-    every layer to every iteration (``NAME.similarity.FAMILY``: seeds × layers × iterations)."""
+    every layer to every iteration (``NAME.similarity.FAMILY``: seeds × layers × iterations),
+    over the prompts where the iteration's predictions are finite (GD at a step size tuned
+    on other prompts can diverge on a prompt whose inputs are larger)."""
     half = prompts.query_y.shape[0] // 2
     test = jax.tree.map(lambda a: a[half:], prompts)
     targets = point_targets(test)
@@ -220,8 +222,9 @@ def match_layers(name: str, models: list[ModelLearner], algorithms: dict[str, Gr
             np.asarray([point_curve(layer, targets)[1:].mean() for layer in readouts]))
         for family, curves in predicted.items():
             rows.setdefault(f"{name}.similarity.{family}", []).append(np.asarray(
-                [error_cosine(layer[None, :, 1:], curves[:, :, 1:], targets[None, :, 1:]
-                              ).mean(axis=1) for layer in readouts]))
+                [jnp.nanmean(error_cosine(layer[None, :, 1:], curves[:, :, 1:],
+                                          targets[None, :, 1:]), axis=1)
+                 for layer in readouts]))
     out.update({key: np.stack(values) for key, values in rows.items()})
     return out
 
@@ -263,8 +266,8 @@ def headline_numbers(arrays: dict[str, np.ndarray], config: FuConfig) -> dict[st
                   "middle layers")
         for family in ("newton", "gd"):
             numbers[f"{name}_{family}_similarity"] = over_seeds(
-                _floats(arrays[f"{name}.similarity.{family}"][:, middle].max(axis=2).mean(
-                    axis=1)),
+                _floats(np.nanmax(arrays[f"{name}.similarity.{family}"][:, middle], axis=2
+                                  ).mean(axis=1)),
                 label=f"{name}: similarity of errors to the best-matching {family} iteration, "
                       "mean over the middle layers")
     first, last = names[0], names[-1]
@@ -282,8 +285,9 @@ def headline_numbers(arrays: dict[str, np.ndarray], config: FuConfig) -> dict[st
 
 
 def best_match(similarity: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Per seed and layer the grid value (iterations, steps) of the largest similarity."""
-    return grid[similarity.argmax(axis=-1)]
+    """Per seed and layer the grid value (iterations, steps) of the largest similarity; an
+    undefined (NaN) similarity never wins."""
+    return grid[np.where(np.isnan(similarity), -np.inf, similarity).argmax(axis=-1)]
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
