@@ -90,7 +90,8 @@ def test_tiny_run_writes_curves_readouts_models_and_figures(tmp_path):
     assert result.models == ("noiseless_L1",)
     assert set(result.claims) == {"noiseless_closest_to_ols", "shallow_closest_to_gd",
                                   "moment_readable_before_w_ols"}
-    arrays = np.load(out / "results.npz")
+    with np.load(out / "results.npz") as results:
+        arrays = dict(results)
     assert arrays["noiseless_L1.spd.ols"].shape == (1, 17)  # seeds, points n = 0 … 16
     assert arrays["noiseless_L1.ilwd.gd"].shape == (1, 17)
     assert arrays["noiseless_L1.r2.w_ols"].shape == (1, 2)  # embedding and one block

@@ -86,7 +86,8 @@ def test_tiny_run_writes_curves_baselines_models_and_figures(tmp_path):
     assert result.models == ("lstm",)
     assert set(result.claims) == {"lstm_learns_new_functions", "lstm_beats_sgd_mlp"}
     assert result.model_size["lstm"]["kind"] == "Recurrent"
-    arrays = np.load(out / "results.npz")
+    with np.load(out / "results.npz") as results:
+        arrays = dict(results)
     assert arrays["lstm.error"].shape == (1, 31)  # seeds, points t = 0 … 30
     assert arrays["baseline.ols.error"][6:].max() < 1e-4  # 6 coefficients: exact from t = 6
     assert arrays["baseline.knn.error"][6:].min() > 1e-3
