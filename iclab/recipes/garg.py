@@ -44,13 +44,17 @@ from iclab.plotting import COLORS, save, subplots, training_panels
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
-from iclab.tasks import FUNCTION_CLASSES, PROMPT_SHIFTS, FunctionRegression, shifted_prompts
+from iclab.tasks import PROMPT_SHIFTS, FunctionRegression, shifted_prompts
 from iclab.train import TrainConfig, Trainer
 from iclab.train.saved_model import save_trained_model
 
 TOLERANCE = 0.1
 """Error / d within which "near 0" and "no worse than least squares" hold: a tenth of the
 error of predicting 0 on linear regression (E y² / d = 1)."""
+
+
+GARG_FUNCTIONS: tuple[str, ...] = ("linear", "sparse_linear", "relu_net", "tree")
+"""The function classes of Garg et al. (2022), each with the paper's baselines here."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +102,9 @@ class GargConfig(Seeds):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(len(self.functions) >= 1 and len(set(self.functions)) == len(self.functions)
-                and all(f in FUNCTION_CLASSES for f in self.functions), "functions",
+                and all(f in GARG_FUNCTIONS for f in self.functions), "functions",
                 self.functions, "must name distinct function classes among "
-                + ", ".join(FUNCTION_CLASSES))
+                + ", ".join(GARG_FUNCTIONS))
         require(self.task.function == "linear", "task.function", self.task.function,
                 "is set per model by --functions; leave it at 'linear'")
         require(len(self.lasso_penalties) >= 1 and all(a > 0 for a in self.lasso_penalties),
