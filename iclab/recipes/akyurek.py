@@ -44,11 +44,11 @@ from iclab.learners import ModelLearner
 from iclab.models import TransformerConfig, activation_floats, model_size
 from iclab.plotting import COLORS, save, subplots, training_panels
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.recipes.training import train_learners
 from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
 from iclab.tasks import FunctionRegression, RegressionEpisode
-from iclab.train import TrainConfig, Trainer
-from iclab.train.saved_model import save_trained_model
+from iclab.train import TrainConfig
 
 SPD_RATIO = 0.2
 """The issue's bar for "closest to OLS": SPD to OLS below this fraction of SPD to one GD
@@ -147,16 +147,9 @@ def run(config: AkyurekConfig, context: RunContext) -> RecipeResult:
     arrays: dict[str, np.ndarray] = {"points": np.arange(config.task.n_context + 1)}
     first = None
     for name, (task, architecture) in config.models().items():
-        folder = context.store.path / name
-        folder.mkdir(exist_ok=True)
-        trainer = Trainer(task, fmt, lambda key, a=architecture: a.build(dim, 1, key=key),
-                          config.train)
-        state, _, _ = context.fit(trainer, seeds, task.sample(eval_key, config.train.eval_size),
-                                  folder=folder, description=f"training {name}")
-        save_trained_model(folder, architecture, state.params, d_in=dim, d_out=1, seeds=seeds,
-                           about={"task": to_dict(task)})
-        models = [ModelLearner(trainer.model(jax.tree.map(lambda x, i=i: x[i], state.params)),
-                               fmt) for i in range(len(seeds))]
+        models = train_learners(context, name, task=task, format=fmt,
+                                architecture=architecture, train=config.train, seeds=seeds,
+                                eval_episodes=task.sample(eval_key, config.train.eval_size))
         first = first or (architecture, models[0].model)
 
         context.stage(f"{name}: SPD and ILWD to each algorithm")

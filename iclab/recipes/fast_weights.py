@@ -41,17 +41,17 @@ from iclab.algorithms import (
 )
 from iclab.algorithms.prefix import ContextLearner
 from iclab.analysis import prediction_cosine
-from iclab.config import Seeds, require, to_dict
+from iclab.config import Seeds, require
 from iclab.formats import PairTokens, PreviousPairTokens
 from iclab.learners import ModelLearner, predict, query_loss
 from iclab.models import FastWeightConfig, LSAConfig, model_size
 from iclab.plotting import save, subplots
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.recipes.training import train_learners
 from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
 from iclab.tasks import LinearRegression, RegressionEpisode, TaskSwitch
-from iclab.train import TrainConfig, Trainer
-from iclab.train.saved_model import save_trained_model
+from iclab.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,19 +308,15 @@ def train(config: FastWeightsConfig, context: RunContext, name: str,
           fmt: PairTokens | PreviousPairTokens) -> tuple[list[ModelLearner], list[eqx.Module]]:
     """Train part 2's ``name`` ("attention" or "deltanet") into ``RUN/name``, save it, and
     return each seed's model as a learner read through ``fmt`` (and the models)."""
-    model, train_config = getattr(config, name), getattr(config, f"{name}_train")
-    task, folder = config.task, context.store.path / name
-    d_in = fmt.token_dim(task.dim)
-    d_out = d_in if isinstance(fmt, PairTokens) else 1  # PairTokens reads the y-slot
-    trainer = Trainer(task, fmt, lambda key: model.build(d_in, d_out, key=key), train_config)
-    eval_episodes = task.sample(jax.random.key(config.eval_seed + 1), train_config.eval_size)
-    state, _, _ = context.fit(trainer, config.seed_list, eval_episodes, folder=folder,
-                              description=f"training the {name}")
-    save_trained_model(folder, model, state.params, d_in=d_in, d_out=d_out,
-                       seeds=config.seed_list, about={"task": to_dict(task)})
-    models = [trainer.model(jax.tree.map(lambda leaf, i=i: leaf[i], state.params))
-              for i in range(config.seeds)]
-    return [ModelLearner(m, fmt) for m in models], models
+    task = config.task
+    d_out = fmt.token_dim(task.dim) if isinstance(fmt, PairTokens) else 1  # the y-slot
+    learners = train_learners(
+        context, name, task=task, format=fmt, architecture=getattr(config, name),
+        train=getattr(config, f"{name}_train"), seeds=config.seed_list,
+        eval_episodes=task.sample(jax.random.key(config.eval_seed + 1),
+                                  getattr(config, f"{name}_train").eval_size),
+        d_out=d_out, description=f"training the {name}")
+    return learners, [learner.model for learner in learners]
 
 
 MSE, RATIO = "½·MSE", ""

@@ -47,11 +47,11 @@ from iclab.learners import ModelLearner
 from iclab.models import TransformerConfig, activation_floats, model_size
 from iclab.plotting import COLORS, save, subplots, training_panels
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.recipes.training import train_learners
 from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
 from iclab.tasks import FunctionRegression, RegressionEpisode
-from iclab.train import TrainConfig, Trainer
-from iclab.train.saved_model import save_trained_model
+from iclab.train import TrainConfig
 
 SPEARMAN_BAR = 0.9
 """The issue's bar for "rises linearly with depth": Spearman ρ of the best-matching Newton
@@ -168,16 +168,9 @@ def run(config: FuConfig, context: RunContext) -> RecipeResult:
         "gd_steps": np.asarray(config.gd_steps)}
     architecture, model = config.model, None
     for name, task in config.tasks().items():
-        folder = context.store.path / name
-        folder.mkdir(exist_ok=True)
-        trainer = Trainer(task, fmt, lambda key: architecture.build(dim, 1, key=key),
-                          config.train)
-        state, _, _ = context.fit(trainer, seeds, task.sample(eval_key, config.train.eval_size),
-                                  folder=folder, description=f"training {name}")
-        save_trained_model(folder, architecture, state.params, d_in=dim, d_out=1, seeds=seeds,
-                           about={"task": to_dict(task)})
-        models = [ModelLearner(trainer.model(jax.tree.map(lambda x, i=i: x[i], state.params)),
-                               fmt) for i in range(len(seeds))]
+        models = train_learners(context, name, task=task, format=fmt,
+                                architecture=architecture, train=config.train, seeds=seeds,
+                                eval_episodes=task.sample(eval_key, config.train.eval_size))
         model = model or models[0].model
         context.stage(f"{name}: tuning GD for every number of steps")
         algorithms = solvers(config, task.sample(tune_key, config.tune_prompts))

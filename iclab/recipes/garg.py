@@ -36,17 +36,17 @@ from iclab.algorithms import (
     point_predictions,
     point_targets,
 )
-from iclab.config import Seeds, require, to_dict
+from iclab.config import Seeds, require
 from iclab.formats import InterleavedTokens
 from iclab.learners import ModelLearner
 from iclab.models import TransformerConfig, activation_floats, model_size
 from iclab.plotting import COLORS, save, subplots, training_panels
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.recipes.training import train_learners
 from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
 from iclab.tasks import PROMPT_SHIFTS, FunctionRegression, shifted_prompts
-from iclab.train import TrainConfig, Trainer
-from iclab.train.saved_model import save_trained_model
+from iclab.train import TrainConfig
 
 TOLERANCE = 0.1
 """Error / d within which "near 0" and "no worse than least squares" hold: a tenth of the
@@ -149,17 +149,11 @@ def run(config: GargConfig, context: RunContext) -> RecipeResult:
     models: dict[str, list[ModelLearner]] = {}
     for function in config.functions:
         task = dataclasses.replace(config.task, function=function)
-        folder = context.store.path / function
-        folder.mkdir(exist_ok=True)
-        trainer = Trainer(task, fmt, lambda key: config.model.build(dim, 1, key=key),
-                          config.train)
-        state, _, _ = context.fit(trainer, seeds, task.sample(eval_key, config.train.eval_size),
-                                  folder=folder, description=f"training on {function}")
-        save_trained_model(folder, config.model, state.params, d_in=dim, d_out=1, seeds=seeds,
-                           about={"task": to_dict(task)})
-        models[function] = [ModelLearner(trainer.model(jax.tree.map(lambda x, i=i: x[i],
-                                                                    state.params)), fmt)
-                            for i in range(len(seeds))]
+        models[function] = train_learners(
+            context, function, task=task, format=fmt, architecture=config.model,
+            train=config.train, seeds=seeds,
+            eval_episodes=task.sample(eval_key, config.train.eval_size),
+            description=f"training on {function}")
 
         # Error / d at every prefix length n = 0 … 2d: each model seed and each baseline.
         context.stage(f"{function}: error by number of in-context examples")

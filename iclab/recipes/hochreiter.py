@@ -38,17 +38,16 @@ from iclab.algorithms import (
     point_predictions,
     point_targets,
 )
-from iclab.config import Seeds, require, to_dict
+from iclab.config import Seeds, require
 from iclab.formats import PreviousTargetTokens
-from iclab.learners import ModelLearner
 from iclab.models import MambaConfig, ModelConfig, RecurrentConfig, TransformerConfig, model_size
 from iclab.plotting import COLORS, save, subplots, training_panels
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
+from iclab.recipes.training import train_learners
 from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
 from iclab.store import RunStore
 from iclab.tasks import FunctionRegression, RegressionEpisode, quadratic_features
-from iclab.train import TrainConfig, Trainer
-from iclab.train.saved_model import save_trained_model
+from iclab.train import TrainConfig
 
 READ_AT = 30
 """The point the claims read: the paper's new quadratic is fitted within ~30–35 examples."""
@@ -147,21 +146,15 @@ def run(config: HochreiterConfig, context: RunContext) -> RecipeResult:
                                      "variance": np.asarray(jnp.var(targets))}
     sizes = {}
     for name, architecture in config.architectures().items():
-        folder = context.store.path / name
-        folder.mkdir(exist_ok=True)
-        trainer = Trainer(task, fmt, lambda key, a=architecture: a.build(dim + 1, 1, key=key),
-                          config.train)
-        state, _, _ = context.fit(trainer, seeds, task.sample(eval_key, config.train.eval_size),
-                                  folder=folder, description=f"training {name}")
-        save_trained_model(folder, architecture, state.params, d_in=dim + 1, d_out=1,
-                           seeds=seeds, about={"task": to_dict(task)})
+        learners = train_learners(context, name, task=task, format=fmt,
+                                  architecture=architecture, train=config.train, seeds=seeds,
+                                  eval_episodes=task.sample(eval_key, config.train.eval_size))
         context.stage(f"{name}: error at every point")
-        models = [trainer.model(jax.tree.map(lambda x, i=i: x[i], state.params))
-                  for i in range(len(seeds))]
+        models = [learner.model for learner in learners]
         sizes[name] = model_size(architecture, models[0], task.n_context + 1, dim + 1)
         arrays[f"{name}.error"] = np.stack([
-            np.asarray(point_curve(point_predictions(ModelLearner(model, fmt), prompts),
-                                   targets)) for model in models])
+            np.asarray(point_curve(point_predictions(learner, prompts), targets))
+            for learner in learners])
     context.stage("baselines: tuning the SGD rates, error at every point")
     learners = baselines(config, task.sample(tune_key, config.tune_prompts))
     for name, learner in learners.items():
