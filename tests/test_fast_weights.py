@@ -33,6 +33,7 @@ from iclab.models import (
     model_size,
     parameter_count,
     run_with_hooks,
+    selective_scan,
     state_size,
 )
 from iclab.train.saved_model import load_trained_model, save_trained_model
@@ -131,29 +132,50 @@ def test_causal_with_finite_gradients(name):
 
 @eqx.filter_jit
 def _both_scans(decay, drive, associative, sequential, tokens):
+    hooked, _ = run_with_hooks(sequential, tokens, capture=("blocks.0.ssm.state",))
     return (linear_recurrence(decay, drive, scan="associative"),
             linear_recurrence(decay, drive, scan="sequential"),
-            associative(tokens), sequential(tokens))
+            associative(tokens), sequential(tokens), hooked)
 
 
 def test_associative_scan_equals_sequential_scan():
     """``h_t = a_t ⊙ h_{t−1} + b_t`` by ``lax.associative_scan`` equals ``lax.scan`` to 1e-5,
-    on its own (33 steps, not a power of two) and inside the Mamba model."""
+    on its own (33 steps, not a power of two) and inside the Mamba model, where the
+    sequential scan runs fused without hooks and stores its states with them."""
     rng = np.random.default_rng(1)
     decay = jnp.asarray(rng.uniform(0.5, 1.0, size=(33, 4, 3)), jnp.float32)
     drive = _normal(2, (33, 4, 3))
     config = CONFIGS["mamba"]
-    associative = _build(config)
-    sequential = _build(dataclasses.replace(config, scan="sequential"))
-    h_assoc, h_seq, out_assoc, out_seq = _both_scans(decay, drive, associative, sequential,
-                                                     _normal(3, (SEQ, D_IN)))
+    assert config.scan == "sequential"
+    associative = _build(dataclasses.replace(config, scan="associative"))
+    sequential = _build(config)
+    h_assoc, h_seq, out_assoc, out_seq, out_hooked = _both_scans(
+        decay, drive, associative, sequential, _normal(3, (SEQ, D_IN)))
     np.testing.assert_allclose(h_assoc, h_seq, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out_assoc, out_seq, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out_hooked, out_seq, rtol=1e-5, atol=1e-5)
     # The sequential scan is the recurrence itself.
     h = np.zeros((4, 3))
     for a, b in zip(np.asarray(decay), np.asarray(drive), strict=True):
         h = a * h + b
     np.testing.assert_allclose(h_seq[-1], h, rtol=1e-5, atol=1e-5)
+
+
+def test_selective_scan_is_the_recurrence_read_at_every_step():
+    """The fused scan's reads ``C_t · h_t``, ``h_t = exp(Δ_t A) ⊙ h_{t−1} + Δ_t u_t B_t``,
+    against a NumPy loop over the tokens in float64."""
+    rng = np.random.default_rng(4)
+    seq, d, n = 9, 3, 2
+    dt, u = rng.uniform(0.1, 1.0, size=(seq, d)), rng.normal(size=(seq, d))
+    a, b, c = -rng.uniform(0.5, 2.0, size=(d, n)), rng.normal(size=(seq, n)), rng.normal(
+        size=(seq, n))
+    with jax.enable_x64(True):
+        reads = selective_scan(*(jnp.asarray(v, jnp.float64) for v in (dt, a, u, b, c)))
+    h, expected = np.zeros((d, n)), []
+    for t in range(seq):
+        h = np.exp(dt[t][:, None] * a) * h + (dt[t] * u[t])[:, None] * b[t][None, :]
+        expected.append(h @ c[t])
+    np.testing.assert_allclose(reads, np.array(expected), rtol=1e-12, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from iclab.models.size import (
     parameter_count,
     state_size,
 )
-from iclab.models.ssm import MambaConfig, SelectiveSSM, linear_recurrence
+from iclab.models.ssm import MambaConfig, SelectiveSSM, linear_recurrence, selective_scan
 from iclab.models.stack import SequenceStack
 from iclab.models.titans import NeuralMemory, TitansConfig, memory_scan
 from iclab.models.transformer import Transformer, TransformerConfig
@@ -27,5 +27,5 @@ __all__ = [
     "SequenceStack", "TitansConfig", "Transformer", "TransformerConfig", "ablate_head",
     "activation_floats", "attention_mask", "carried_floats", "clamp", "fast_weight_scan",
     "gd_construction", "linear_recurrence", "memory_scan", "model_size", "parameter_count",
-    "run_with_cache", "run_with_hooks", "state_size",
+    "run_with_cache", "run_with_hooks", "selective_scan", "state_size",
 ]

@@ -16,7 +16,9 @@ sequence of d_model-wide rows is, with d_inner = expand × d_model and N = d_sta
 
 The recurrence is linear in h with input-dependent coefficients, so it is computed by
 ``lax.associative_scan`` over ``(a, b) ∘ (a', b') = (a a', a' b + b')`` (log-depth), or by a
-sequential ``lax.scan`` (``scan="sequential"``); the two agree to float rounding.
+sequential ``lax.scan`` (``scan="sequential"``, the default); the two agree to float rounding.
+Without hooks the sequential scan is fused (:func:`selective_scan`): each step forms its
+decay and drive and reads its state, so no (seq, d_inner, d_state) array is stored.
 
 Hook sites, under ``blocks.{l}.ssm`` (unbatched; s sequence, D = d_inner, N = d_state):
 
@@ -66,8 +68,9 @@ class MambaConfig:
         expand: the expansion factor E; d_inner = E × d_model (the paper's 2).
         dt_rank: rank R of the Δ projection; None means ceil(d_model / 16) (the paper's).
         mlp: a ReLU MLP sublayer after each Mamba mixer (Mamba has none).
-        scan: "associative" (``lax.associative_scan``) or "sequential" (``lax.scan``); the
-            same numbers up to float rounding, at different speeds.
+        scan: "sequential" (``lax.scan``, fused without hooks: :func:`selective_scan`) or
+            "associative" (``lax.associative_scan``, log-depth, for long sequences on an
+            accelerator); the same numbers up to float rounding, at different speeds.
         head: "linear" read-out, or "mlp": a ReLU MLP with two hidden layers of d_model.
     """
 
@@ -78,7 +81,7 @@ class MambaConfig:
     expand: int = 2
     dt_rank: int | None = None
     mlp: bool = False
-    scan: ScanKind = "associative"
+    scan: ScanKind = "sequential"
     head: Literal["linear", "mlp"] = "linear"
 
     def __post_init__(self) -> None:
@@ -160,11 +163,32 @@ class SelectiveSSM(eqx.Module):
         dt = call_hook(hooks, f"{name}.dt", jax.nn.softplus(jax.vmap(self.dt_proj)(low)))
         b = call_hook(hooks, f"{name}.b", b)
         c = call_hook(hooks, f"{name}.c", c)
-        decay = jnp.exp(dt[:, :, None] * -jnp.exp(self.a_log))  # (seq, d_inner, d_state)
-        drive = (dt * u)[:, :, None] * b[:, None, :]
-        h = call_hook(hooks, f"{name}.state", linear_recurrence(decay, drive, scan=self.scan))
-        y = call_hook(hooks, f"{name}.y", jnp.einsum("sdn,sn->sd", h, c) + self.skip * u)
+        a = -jnp.exp(self.a_log)
+        if hooks is None and self.scan == "sequential":
+            read = selective_scan(dt, a, u, b, c)
+        else:  # the states are a hook site (or the associative scan needs them): stored
+            decay = jnp.exp(dt[:, :, None] * a)  # (seq, d_inner, d_state)
+            drive = (dt * u)[:, :, None] * b[:, None, :]
+            h = call_hook(hooks, f"{name}.state",
+                          linear_recurrence(decay, drive, scan=self.scan))
+            read = jnp.einsum("sdn,sn->sd", h, c)
+        y = call_hook(hooks, f"{name}.y", read + self.skip * u)
         return call_hook(hooks, f"{name}.out", jax.vmap(self.out_proj)(y * jax.nn.silu(z)))
+
+
+def selective_scan(dt: Float[Array, "seq d"], a: Float[Array, "d n"], u: Float[Array, "seq d"],
+                   b: Float[Array, "seq n"], c: Float[Array, "seq n"]) -> Float[Array, "seq d"]:
+    """Every read ``C_t · h_t`` of ``h_t = exp(Δ_t A) ⊙ h_{t−1} + (Δ_t u_t) B_t`` from
+    ``h_0 = 0``, one ``lax.scan`` step per token that forms the step's decay and drive and
+    reads the state inside the step, so the (seq, d, n) states, decays and drives are never
+    stored as arrays: the kernel fusion of Mamba's selective scan (Gu & Dao 2023, §3.3.2).
+    Equal to :func:`linear_recurrence` followed by the reads, to float rounding."""
+    def step(h: Array, inputs: tuple[Array, Array, Array, Array]) -> tuple[Array, Array]:
+        dt_t, u_t, b_t, c_t = inputs
+        h = jnp.exp(dt_t[:, None] * a) * h + (dt_t * u_t)[:, None] * b_t[None, :]
+        return h, h @ c_t
+
+    return jax.lax.scan(step, jnp.zeros_like(a), (dt, u, b, c))[1]
 
 
 def linear_recurrence(decay: Float[Array, "seq ..."], drive: Float[Array, "seq ..."], *,
