@@ -3,6 +3,7 @@ the weight products the papers analyse."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import equinox as eqx
@@ -26,8 +27,10 @@ from iclab.models import (
     ablate_head,
     attention_mask,
     clamp,
+    config_parameters,
     gd_construction,
     run_with_hooks,
+    width_for_parameters,
 )
 from iclab.models.transformer import sinusoidal_positions
 from iclab.tasks import LinearRegression
@@ -426,3 +429,18 @@ def test_every_model_config_builds_from_d_in_and_d_out(config):
 def test_lsa_outputs_its_residual_stream_so_d_out_equals_d_in():
     with pytest.raises(ValueError, match="d_out=1 must equal d_in"):
         LSAConfig().build(DIM + 1, 1, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize(("config", "field"), [
+    (RecurrentConfig(cell="gru"), "hidden_size"),
+    (MambaConfig(n_layers=1, d_state=4), "d_model"),
+])
+def test_width_for_parameters_is_the_closest_width_of_a_dense_scan(config, field):
+    """The bisection's width against every width 1 … 40 counted one by one: the closest
+    parameter count to the target (two targets)."""
+    for target in (3_001, 12_345):
+        chosen = width_for_parameters(config, field, d_in=5, d_out=3, target=target,
+                                      largest=40)
+        errors = [abs(config_parameters(dataclasses.replace(config, **{field: w}), 5, 3)
+                      - target) for w in range(1, 41)]
+        assert getattr(chosen, field) == 1 + int(np.argmin(errors))

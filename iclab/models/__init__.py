@@ -11,9 +11,11 @@ from iclab.models.recurrent import RecurrentConfig, RecurrentModel
 from iclab.models.size import (
     activation_floats,
     carried_floats,
+    config_parameters,
     model_size,
     parameter_count,
     state_size,
+    width_for_parameters,
 )
 from iclab.models.ssm import MambaConfig, SelectiveSSM, linear_recurrence, selective_scan
 from iclab.models.stack import SequenceStack
@@ -25,7 +27,8 @@ __all__ = [
     "LSAConfig", "LearnedLabels", "LinearSelfAttention", "MambaConfig", "ModelConfig",
     "MultiHeadAttention", "NeuralMemory", "RecurrentConfig", "RecurrentModel", "SelectiveSSM",
     "SequenceStack", "TitansConfig", "Transformer", "TransformerConfig", "ablate_head",
-    "activation_floats", "attention_mask", "carried_floats", "clamp", "fast_weight_scan",
-    "gd_construction", "linear_recurrence", "memory_scan", "model_size", "parameter_count",
-    "run_with_cache", "run_with_hooks", "selective_scan", "state_size",
+    "activation_floats", "attention_mask", "carried_floats", "clamp", "config_parameters",
+    "fast_weight_scan", "gd_construction", "linear_recurrence", "memory_scan", "model_size",
+    "parameter_count", "run_with_cache", "run_with_hooks", "selective_scan", "state_size",
+    "width_for_parameters",
 ]

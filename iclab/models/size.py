@@ -8,9 +8,12 @@ LSTMs and transformers. Every recipe records both (:func:`model_size`) in its su
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
@@ -147,3 +150,30 @@ def model_size(config: ModelConfig, model: PyTree, seq_len: int,
             "state_size": state_size(config, seq_len, token_dim),
             "carried_floats": carried_floats(config, seq_len, token_dim),
             "seq_len": seq_len}
+
+
+@functools.cache
+def config_parameters(config: ModelConfig, d_in: int, d_out: int) -> int:
+    """The parameter count of ``config.build(d_in, d_out)``, from its abstract shapes (no
+    model is allocated); remembered per (frozen, hashable) config."""
+    return parameter_count(eqx.filter_eval_shape(config.build, d_in, d_out,
+                                                 key=jax.random.key(0)))
+
+
+def width_for_parameters(config: ModelConfig, field: str, *, d_in: int, d_out: int,
+                         target: int, largest: int) -> ModelConfig:
+    """``config`` with its width ``field`` (``d_model``, ``hidden_size``: parameter counts
+    grow with it) set, by bisection over 1 … ``largest``, to the value whose parameter count
+    is closest to ``target``; ties go to the smaller width."""
+    def count(width: int) -> int:
+        return config_parameters(dataclasses.replace(config, **{field: width}), d_in, d_out)
+
+    low, high = 1, largest
+    while low < high:
+        middle = (low + high) // 2
+        if count(middle) < target:
+            low = middle + 1
+        else:
+            high = middle
+    best = min((w for w in (low - 1, low) if w >= 1), key=lambda w: abs(count(w) - target))
+    return dataclasses.replace(config, **{field: best})

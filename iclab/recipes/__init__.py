@@ -2,6 +2,7 @@
 
 from iclab.recipes import (
     akyurek,
+    architectures,
     bursty,
     chan,
     fast_weights,
@@ -19,6 +20,6 @@ from iclab.recipes import (
 )
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
-__all__ = ["RECIPES", "Recipe", "akyurek", "bursty", "chan", "fast_weights", "fu", "garg",
-           "get_recipe", "gpicl_pool", "hochreiter", "kirsch", "minegishi", "raventos",
-           "raventos_pool", "reddy", "rnn_vs_transformer", "von_oswald"]
+__all__ = ["RECIPES", "Recipe", "akyurek", "architectures", "bursty", "chan", "fast_weights",
+           "fu", "garg", "get_recipe", "gpicl_pool", "hochreiter", "kirsch", "minegishi",
+           "raventos", "raventos_pool", "reddy", "rnn_vs_transformer", "von_oswald"]

@@ -22,8 +22,6 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Literal
 
-import equinox as eqx
-import jax
 import numpy as np
 
 from iclab.config import Seeds, changed_fields, require
@@ -33,7 +31,8 @@ from iclab.models import (
     RecurrentConfig,
     TransformerConfig,
     activation_floats,
-    parameter_count,
+    config_parameters,
+    width_for_parameters,
 )
 from iclab.plotting import save, subplots
 from iclab.recipes.bursty import BurstyConfig
@@ -146,37 +145,16 @@ def matched_models(transformer: TransformerConfig, cells: tuple[str, ...], *, d_
                    d_out: int, seq_len: int, max_hidden: int) -> dict[str, ModelConfig]:
     """The transformer and, per cell, the recurrent nets matched to its parameter count
     (``{cell}-params``) and to its state size (``{cell}-state``, capped at ``max_hidden``)."""
-    target_parameters = _parameters(transformer, d_in, d_out)
+    target_parameters = config_parameters(transformer, d_in, d_out)
     target_state = transformer.d_model * transformer.n_layers * seq_len
     models: dict[str, ModelConfig] = {"transformer": transformer}
     for cell in cells:
-        by_parameters = _hidden_for_parameters(cell, d_in, d_out, target_parameters,
-                                               max_hidden)
-        models[f"{cell}-params"] = RecurrentConfig(cell=cell, hidden_size=by_parameters)
+        models[f"{cell}-params"] = width_for_parameters(
+            RecurrentConfig(cell=cell), "hidden_size", d_in=d_in, d_out=d_out,
+            target=target_parameters, largest=max_hidden)
         models[f"{cell}-state"] = RecurrentConfig(cell=cell,
                                                   hidden_size=min(target_state, max_hidden))
     return models
-
-
-def _parameters(config: ModelConfig, d_in: int, d_out: int) -> int:
-    return parameter_count(eqx.filter_eval_shape(config.build, d_in, d_out,
-                                                 key=jax.random.key(0)))
-
-
-def _hidden_for_parameters(cell: str, d_in: int, d_out: int, target: int, max_hidden: int
-                           ) -> int:
-    """The hidden size whose parameter count is closest to ``target`` (counts grow with the
-    hidden size, so a bisection finds it)."""
-    low, high = 1, max_hidden
-    while low < high:
-        middle = (low + high) // 2
-        if _parameters(RecurrentConfig(cell=cell, hidden_size=middle), d_in, d_out) < target:
-            low = middle + 1
-        else:
-            high = middle
-    candidates = {h for h in (low - 1, low) if h >= 1}
-    return min(candidates, key=lambda h: abs(
-        _parameters(RecurrentConfig(cell=cell, hidden_size=h), d_in, d_out) - target))
 
 
 def run(config: RnnVsTransformerConfig, context: RunContext) -> RecipeResult:

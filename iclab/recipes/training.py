@@ -24,7 +24,7 @@ def train_learners(context: RunContext, name: str, *, task: Any, format: Format,
     into ``RUN/name`` (resumable there), save it (``model.npz``, ``model.json``), and return
     each seed's trained model as a learner read through ``format``."""
     folder = context.store.path / name
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     d_in = format.token_dim(task.dim)
     trainer = Trainer(task, format, lambda key: architecture.build(d_in, d_out, key=key), train)
     state, _, _ = context.fit(trainer, seeds, eval_episodes, folder=folder,

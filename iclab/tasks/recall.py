@@ -132,6 +132,12 @@ class VectorRecall:
                 "must be an integer >= 1")
 
     @property
+    def dim(self) -> int:
+        """The key size: the input width a format builds its tokens on
+        (:meth:`~iclab.formats.RecallVectors.token_dim`)."""
+        return self.key_size
+
+    @property
     def seq_len(self) -> int:
         """``D + Q`` tokens: one per pair, then the queries."""
         return self.n_pairs + self.n_queries
