@@ -113,13 +113,8 @@ BURSTY = [
      "--model.d-model"),
 ]
 RNN_VS_TRANSFORMER = [
-    ("rt-bursty-option-unused", ["--quick", "--bursty-train.steps", "10"],
-     "bursty_train.steps"),
-    ("rt-gpicl-option-unused", ["--tasks", "bursty", "--gpicl.seq-len", "50"],
-     "gpicl.seq_len"),
+    ("rt-bursty-gone", ["--bursty-train.steps", "10"], "--bursty-train.steps"),
     ("rt-read-in-width", ["--transformer.no-read-in"], "transformer.d_model"),
-    ("rt-position-width", ["--bursty-format.position-width", "10"],
-     "bursty_format.position_width"),
     ("rt-nested-train-lr-inf", ["--gpicl-train.lr", "inf"], "gpicl_train.lr"),
     ("rt-max-hidden", ["--max-hidden", "0"], "max_hidden"),
     ("rt-cells", ["--cells", "rnn"], "--cells"),

@@ -3,12 +3,11 @@ classification task (Chan et al. 2022, in the Gaussian-cluster form of Reddy 202
 much it learns in context (IC accuracy: novel classes, only the context can tell the
 label) and in its weights (IW accuracy: the query's class is absent from the context).
 
-A cell of the ``rnn-vs-transformer`` recipe's bursty comparison, and a recipe of its own
-for asking how one model behaves on bursty data (``iclab run bursty
+A recipe for asking how one model behaves on bursty data (``iclab run bursty
 model:recurrent-config --model.cell gru``). Chan et al. (2022, Fig. 7) find that
 recurrent models trained on bursty sequences learn no in-context learning where a
-transformer does; that contrast needs two models, so the claim lives in
-``rnn-vs-transformer`` and this recipe reports the numbers.
+transformer does; that contrast needs several models, so the claim lives in the
+``architectures`` recipe and this recipe reports one model's numbers.
 """
 
 from __future__ import annotations
@@ -103,5 +102,5 @@ RECIPE = register(Recipe(
           "(NeurIPS); Reddy (2024), The mechanistic basis of data dependence and abrupt "
           "learning in an in-context classification task (ICLR)",
     description="One transformer, LSTM or GRU on bursty sequences: in-context (novel "
-                "classes) and in-weights accuracy (one cell of rnn-vs-transformer)",
+                "classes) and in-weights accuracy",
     config_type=BurstyConfig, run=run, figures=figures, quick=quick))
