@@ -400,6 +400,7 @@ def recall_figure(store: RunStore, results: Mapping[str, np.ndarray],
     mark_levels(ax, {"no recall": 1.0})
     ax.set(xscale="log", xlabel="key–value pairs D", ylabel="recall error / predicting zero",
            title=f"Vector MQAR, keys in R^{config['recall']['key_size']}")
+    ax.minorticks_off()
     ax.set_xticks(pairs, [str(d) for d in pairs])
     ax.legend(fontsize=8)
     save(figure, store.figures / "recall.png")
