@@ -54,7 +54,7 @@ def measure(config: ArchitecturesConfig, task: str, repeats: int,
         start = time.perf_counter()
         state, _ = trainer.run_chunk(state, CHUNK)
         compile_s = time.perf_counter() - start
-        seconds, others = tt.time_calls(lambda s: trainer.run_chunk(s, CHUNK)[0], state,
+        seconds, others = tt.time_calls(lambda s, t=trainer: t.run_chunk(s, CHUNK)[0], state,
                                         repeats)
         steps_per_s = CHUNK / statistics.median(seconds)
         flops = mt.xla_flops(trainer, state)
