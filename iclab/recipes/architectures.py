@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import numpy as np
@@ -57,8 +57,10 @@ from iclab.store import RunStore
 from iclab.tasks import BurstyClassification, FunctionRegression, VectorRecall, evaluation_sets
 from iclab.train import TrainConfig
 
-FAMILIES = ("transformer", "lstm", "gru", "mamba", "hebbian", "deltanet", "titans")
-TASKS = ("regression", "recall", "bursty")
+Family = Literal["transformer", "lstm", "gru", "mamba", "hebbian", "deltanet", "titans"]
+TaskName = Literal["regression", "recall", "bursty"]
+FAMILIES: tuple[Family, ...] = get_args(Family)
+TASKS: tuple[TaskName, ...] = get_args(TaskName)
 WIDTH_FIELD = {"lstm": "hidden_size", "gru": "hidden_size", "mamba": "d_model",
                "hebbian": "d_model", "deltanet": "d_model", "titans": "d_model"}
 """The field each family's parameter count grows with; the transformer is the reference."""
@@ -93,8 +95,8 @@ class ArchitecturesConfig(Seeds):
         eval_size: episodes behind each evaluation (and each curve).
     """
 
-    families: tuple[str, ...] = FAMILIES
-    tasks: tuple[str, ...] = TASKS
+    families: tuple[Family, ...] = FAMILIES
+    tasks: tuple[TaskName, ...] = TASKS
     transformer: TransformerConfig = TransformerConfig(d_model=32, n_layers=2, n_heads=2)
     lstm: RecurrentConfig = RecurrentConfig(cell="lstm", hidden_size=64)
     gru: RecurrentConfig = RecurrentConfig(cell="gru", hidden_size=64)
