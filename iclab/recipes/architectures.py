@@ -79,7 +79,10 @@ class ArchitecturesConfig(Seeds):
         mamba: Mamba-style selective SSM blocks.
         hebbian: linear attention, the Hebbian fast-weight memory ``W += v kᵀ``.
         deltanet: the delta rule ``W += β (v − W k) kᵀ``.
-        titans: Titans' neural memory alone (LMM: an MLP memory, momentum, forgetting).
+        titans: Titans' neural memory alone (LMM, no attention window), with momentum and
+            forgetting; a linear memory, whose inner updates are a heavy-ball step on a
+            quadratic with unit-norm keys and rates below 1, so they cannot diverge (the MLP
+            memory's did at D ≥ 16 pairs, docs/recipes/architectures.md).
         match_parameters: set every family's width (``WIDTH_FIELD``) so that its parameter
             count on each task's tokens is nearest the transformer's; off, the configs as
             given.
@@ -105,7 +108,8 @@ class ArchitecturesConfig(Seeds):
                                                  n_heads=2, key_size=8)
     deltanet: FastWeightConfig = FastWeightConfig(rule="delta", d_model=32, n_layers=2,
                                                   n_heads=2, key_size=8)
-    titans: TitansConfig = TitansConfig(d_model=32, n_layers=2, n_heads=2, key_size=8)
+    titans: TitansConfig = TitansConfig(d_model=32, n_layers=2, n_heads=2, key_size=8,
+                                        memory="linear")
     match_parameters: bool = True
     regression: FunctionRegression = FunctionRegression(dim=4, n_context=16, sparsity=1)
     regression_train: TrainConfig = TrainConfig(steps=4000, batch_size=64, lr=3e-3,
