@@ -233,7 +233,8 @@ def run(config: ArchitecturesConfig, context: RunContext) -> RecipeResult:
                 episodes = {name: every_set[name] for name in BURSTY_SETS}
             else:
                 episodes = setting.task.sample(eval_key, setting.train.eval_size)
-            prompts = setting.task.sample(curve_key, setting.train.eval_size)
+            prompts = (setting.task.sample(curve_key, setting.train.eval_size)
+                       if task == "regression" else None)
             for family, architecture in models[setting.name].items():
                 name = f"{setting.name}/{family}"
                 learners = train_learners(
@@ -242,13 +243,14 @@ def run(config: ArchitecturesConfig, context: RunContext) -> RecipeResult:
                     eval_episodes=episodes, d_out=setting.d_out)
                 sizes[name] = model_size(architecture, learners[0].model, setting.seq_len,
                                          setting.format.token_dim(setting.task.dim))
-                final = final_evaluation(context.store, name)
                 if task == "regression":
                     context.stage(f"{name}: error at every number of examples")
                     arrays[f"{name}.error"] = np.stack([
                         regression_curve(learner, prompts) for learner in learners]
                     ) / setting.task.dim
-                elif task == "recall":
+                    continue
+                final = final_evaluation(context.store, name)  # the last training evaluation
+                if task == "recall":
                     # ½‖v̂ − v‖² per query over predicting zero, E ½‖v‖² = value_size / 2.
                     arrays[f"{name}.error"] = final["eval_loss"] / (setting.task.value_size / 2)
                 else:
@@ -332,10 +334,10 @@ def claims(numbers: Mapping[str, Number], config: ArchitecturesConfig) -> dict[s
             f"error is below the Hebbian memory's (largest ratio)",
             max(ratios, default=float("nan")), bool(ratios) and max(ratios) < 1.0)
     if "lstm" in families and len(families) > 1:
+        weakest = lstm_weakest(value, config)
         found["lstm_weakest"] = claim(
             "the LSTM is the weakest family on every task run (number of tasks where it is "
-            "not)", float(len(tasks) - sum(lstm_weakest(value, config).values())),
-            all(lstm_weakest(value, config).values()))
+            "not)", float(len(weakest) - sum(weakest.values())), all(weakest.values()))
     return found
 
 
@@ -421,7 +423,8 @@ def bursty_figure(store: RunStore, results: Mapping[str, np.ndarray],
     width = 0.8 / len(BURSTY_SETS)
     for index, (set_name, label) in enumerate(BURSTY_SETS.items()):
         means = [results[f"bursty/{family}.{set_name}"].mean() for family in families]
-        ax.bar(np.arange(len(families)) + (index - 1) * width, means, width, label=label)
+        offset = (index - (len(BURSTY_SETS) - 1) / 2) * width  # the sets centred per family
+        ax.bar(np.arange(len(families)) + offset, means, width, label=label)
     mark_levels(ax, {"chance 1/L": 1 / config["bursty"]["n_labels"]})
     ax.set_xticks(np.arange(len(families)), families)
     ax.set(ylabel="accuracy", ylim=(0, 1.02),
