@@ -288,6 +288,55 @@ def test_sinusoidal_code_values():
     np.testing.assert_allclose(odd[:, 4], np.sin(np.arange(3) / 10_000 ** (4 / 5)), atol=1e-6)
 
 
+def test_relative_scores_equal_the_per_pair_sum(getkey):
+    """Shaw et al.'s relative keys: score(i, j) = (q_i·k_j + q_i·r_{i−j}) / sqrt(key), each
+    pair computed by hand, and nothing is read for j > i (masked away: those entries of
+    the pattern are 0)."""
+    model = _transformer(getkey(), positional="relative", n_layers=1, layer_norm=False)
+    attn = model.blocks[0].attn
+    assert model.position is None and attn.relative.shape == (16, 2, 4)
+    tokens = jax.random.normal(getkey(), (6, 3))
+    x = np.asarray(jax.vmap(model.read_in)(tokens), np.float64)
+    q = np.einsum("hkd,sd->hsk", attn.query, x)
+    k = np.einsum("hkd,sd->hsk", attn.key, x)
+    r = np.asarray(attn.relative, np.float64)
+    expected = np.full((2, 6, 6), -np.inf)
+    for h in range(2):
+        for i in range(6):
+            for j in range(i + 1):
+                expected[h, i, j] = (q[h, i] @ k[h, j] + q[h, i] @ r[i - j, h]) / 2.0
+    expected = np.exp(expected - expected.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    _, captured = _hooked(model, tokens, ("blocks.0.attn.pattern",))
+    np.testing.assert_allclose(captured["blocks.0.attn.pattern"], expected, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_relative_positions_depend_on_offsets_only(getkey):
+    """With the same token at every position, row i's scores are q·k + q·r_{i−j}: a
+    function of the offset alone, so rows 3 and 4 weigh offsets 0 … 3 in the same
+    proportions (absolute positions would break this)."""
+    model = _transformer(getkey(), positional="relative", n_layers=1)
+    token = jax.random.normal(getkey(), (3,))
+    _, captured = _hooked(model, jnp.tile(token, (5, 1)), ("blocks.0.attn.pattern",))
+    pattern = np.asarray(captured["blocks.0.attn.pattern"])
+    row4 = pattern[:, 4, 1:][:, ::-1]  # offsets 0 … 3
+    row3 = pattern[:, 3, :4][:, ::-1]
+    np.testing.assert_allclose(row4 / row4.sum(-1, keepdims=True),
+                               row3 / row3.sum(-1, keepdims=True), rtol=1e-5)
+    learned = _transformer(getkey(), positional="learned", n_layers=1)
+    _, captured = _hooked(learned, jnp.tile(token, (5, 1)), ("blocks.0.attn.pattern",))
+    absolute = np.asarray(captured["blocks.0.attn.pattern"])
+    a4, a3 = absolute[:, 4, 1:][:, ::-1], absolute[:, 3, :4][:, ::-1]
+    assert np.abs(a4 / a4.sum(-1, keepdims=True) - a3 / a3.sum(-1, keepdims=True)).max() > 1e-3
+
+
+def test_relative_max_len_overflow_raises(getkey):
+    model = _transformer(getkey(), positional="relative", max_len=4)
+    with pytest.raises(ValueError, match="max_len=4"):
+        model(jnp.ones((5, 3)))
+
+
 def test_max_len_overflow_raises(getkey):
     model = _transformer(getkey(), positional="learned")
     with pytest.raises(ValueError, match="max_len=16"):
@@ -397,8 +446,10 @@ def test_lsa_outputs_at_equals_full_forward(getkey, config):
                       mlp=False, positional="none", head="mlp"),
     TransformerConfig(d_model=8, n_layers=2, n_heads=2, scaled=False, layer_norm=False,
                       mlp=False, positional="none", output_projection=False, head="mlp"),
+    TransformerConfig(d_model=8, n_layers=2, n_heads=2, mlp=False, positional="relative",
+                      max_len=8),
 ], ids=["gpt2-like", "bidirectional-sinusoidal", "attention-only-mlp-head",
-        "no-output-projection"])
+        "no-output-projection", "attention-only-relative"])
 def test_transformer_outputs_at_equals_full_forward(getkey, config):
     """The row-restricted pass (last block attends from the read rows only) equals the full
     hooked pass, for every block option."""

@@ -7,10 +7,18 @@ import jax
 import numpy as np
 import pytest
 
-from iclab.analysis import bigram, chunk_example, circuit_probe, label_attention, tila2
-from iclab.formats import ItemLabelTokens
-from iclab.models import TransformerConfig, run_with_hooks
-from iclab.tasks import InContextMetaLearning
+from iclab.algorithms import markov_strategies
+from iclab.analysis import (
+    bigram,
+    chunk_example,
+    circuit_probe,
+    label_attention,
+    markov_probe,
+    tila2,
+)
+from iclab.formats import ItemLabelTokens, StateTokens
+from iclab.models import TransformerConfig, clamp, run_with_hooks
+from iclab.tasks import InContextMarkovChain, InContextMetaLearning
 from iclab.train import TrainConfig, Trainer, fit
 
 pytestmark = pytest.mark.usefixtures("quick_compiles")  # programs that run for milliseconds
@@ -95,3 +103,57 @@ def test_circuit_probe_attention_maps_are_the_mean_patterns(getkey):
     np.testing.assert_allclose(got["attention_maps"], np.mean(patterns, axis=0), rtol=1e-5,
                                atol=1e-7)
     np.testing.assert_allclose(np.asarray(got["attention_maps"]).sum(-1), 1.0, rtol=1e-5)
+
+
+# --- the Markov probe (Edelman et al. 2024) ---------------------------------------------------
+
+MARKOV = InContextMarkovChain(n_states=3, seq_len=12)
+STATES = StateTokens(n_states=3)
+MARKOV_MODEL = TransformerConfig(d_model=8, n_layers=2, n_heads=1, mlp=False,
+                                 positional="relative", max_len=12)
+
+
+def _successor_pattern(tokens: np.ndarray) -> np.ndarray:
+    """A perfect statistical induction head's pattern: row t spreads its attention evenly
+    over the positions s ≤ t right after earlier occurrences of token t (row t reads itself
+    where there is none)."""
+    seq = len(tokens)
+    pattern = np.zeros((seq, seq))
+    for t in range(seq):
+        targets = [s for s in range(1, t + 1) if tokens[s - 1] == tokens[t]]
+        pattern[t, targets or [t]] = 1.0 / max(len(targets), 1)
+    return pattern
+
+
+def test_markov_probe_reads_clamped_heads_and_averages_the_kls(getkey):
+    """Layer 1 clamped to the previous token scores 1; layer 2 clamped to a perfect
+    successor pattern scores 1 as an induction head; each KL is the mean over episodes
+    and positions of KL(strategy ‖ model), computed here per episode by hand."""
+    episodes = MARKOV.sample(getkey(), 3)
+    model = MARKOV_MODEL.build(3, 3, key=getkey())
+    previous = np.eye(12)[np.maximum(np.arange(12) - 1, 0)][None]
+    probe = markov_probe(STATES, n_states=3,
+                         interventions=dict([clamp("blocks.0.attn.pattern", previous)]))
+    got = {name: float(value) for name, value in probe(model, episodes).items()}
+    assert got["L0H0.previous_token"] == pytest.approx(1.0)
+    expected = {name: [] for name in ("uniform", "unigram", "bigram")}
+    for i in range(3):
+        episode = jax.tree.map(lambda leaf, i=i: leaf[i], episodes)
+        hooks = dict([clamp("blocks.0.attn.pattern", previous)])
+        logits, _ = run_with_hooks(model, STATES.encode(episode), interventions=hooks)
+        log_m = np.asarray(jax.nn.log_softmax(logits, axis=-1), np.float64)
+        for name, probs in markov_strategies(episode.inputs, 3).items():
+            p = np.asarray(probs, np.float64)
+            expected[name].append(np.mean(np.sum(p * (np.log(p) - log_m), axis=-1)))
+    for name, values in expected.items():
+        assert got[f"kl_{name}"] == pytest.approx(np.mean(values), rel=1e-4)
+
+    tokens = np.asarray(episodes.inputs[0])
+    successor = _successor_pattern(tokens)[None]
+    single = jax.tree.map(lambda leaf: leaf[:1], episodes)
+    induction = markov_probe(STATES, n_states=3,
+                             interventions=dict([clamp("blocks.1.attn.pattern", successor)]))
+    scores = induction(model, single)
+    # Rows with no earlier occurrence do not count; every other row scores exactly 1.
+    assert float(scores["L1H0.induction"]) == pytest.approx(1.0)
+    assert float(scores["L0H0.induction"]) < 0.99  # the free layer is no such head

@@ -50,7 +50,7 @@ from iclab.analysis.phases import (
     summarise_phases,
     with_rising,
 )
-from iclab.analysis.probes import circuit_probe
+from iclab.analysis.probes import circuit_probe, markov_probe
 from iclab.analysis.readouts import (
     layer_r2,
     layer_readouts,
@@ -68,7 +68,8 @@ __all__ = [
     "context_label_accuracy", "decodability", "decodability_probe", "error_cosine", "find_phases",
     "find_transitions", "icl_curve", "ila1", "implicit_weights", "induction_strength", "jump_step",
     "knn_classify", "label_attention", "label_bag_accuracy", "layer_r2", "layer_readouts",
-    "layer_states", "phase2_accuracy", "phase_table", "prediction_cosine", "prediction_difference",
+    "layer_states", "markov_probe", "phase2_accuracy", "phase_table", "prediction_cosine",
+    "prediction_difference",
     "prefix_matching_score", "previous_token_score", "r2_score", "readout_predictions",
     "readout_r2", "relative_error_after_scale", "repeated_random_tokens", "ridge_classify",
     "ridge_fit", "sensitivities", "sensitivity_cosine", "sensitivity_difference", "shift_curve",

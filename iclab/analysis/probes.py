@@ -14,10 +14,19 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from iclab.analysis.circuits import bigram, chunk_example, label_attention, tila2
+from iclab.algorithms.markov import kl_to_strategy, markov_strategies
+from iclab.analysis.circuits import (
+    bigram,
+    chunk_example,
+    label_attention,
+    prefix_matching_score,
+    previous_token_score,
+    tila2,
+)
 from iclab.formats.base import Format
 from iclab.models.hooks import Intervention, run_with_hooks
 from iclab.tasks.classification import ClassificationEpisode
+from iclab.tasks.markov import MarkovEpisode
 
 CIRCUIT_METRICS = {"bigram": bigram, "label_attention": label_attention,
                    "chunk_example": chunk_example}
@@ -57,5 +66,46 @@ def circuit_probe(format: Format, attention_maps: bool = False,
     def probe(model: eqx.Module, episodes: ClassificationEpisode) -> dict[str, Array]:
         per_episode = jax.vmap(lambda episode: scores(model, episode))(episodes)
         return {name: jnp.mean(values, axis=0) for name, values in per_episode.items()}
+
+    return probe
+
+
+def markov_probe(format: Format, *, n_states: int, order: int = 1,
+                 concentration: float = 1.0,
+                 interventions: Mapping[str, Intervention] | None = None
+                 ) -> Callable[[eqx.Module, MarkovEpisode], dict[str, Array]]:
+    """Edelman et al.'s (2024) view of a model on in-context Markov chains, averaged over
+    the episodes and their positions.
+
+    ``kl_{strategy}``: ``KL(strategy ‖ model)`` in nats per token
+    (:func:`~iclab.algorithms.kl_to_strategy`) for every strategy of
+    :func:`~iclab.algorithms.markov_strategies` (``uniform``, ``unigram``, ``bigram``, …);
+    ``L{layer}H{head}.previous_token``: the attention of position t to t − 1
+    (:func:`~iclab.analysis.previous_token_score`); ``L{layer}H{head}.induction``: the
+    attention of position t to the positions right after earlier occurrences of token t,
+    the statistical induction head's targets (:func:`~iclab.analysis.prefix_matching_score`;
+    a head attending uniformly scores about 1/k). ``interventions`` apply during the
+    probe's forward pass (pass the ones the model trains under).
+    """
+
+    def scores(model: eqx.Module, episode: MarkovEpisode) -> dict[str, Array]:
+        logits, cache = run_with_hooks(model, format.encode(episode),
+                                       capture=["blocks.*.attn.pattern"],
+                                       interventions=interventions)
+        strategies = markov_strategies(episode.inputs, n_states, order, concentration)
+        out = {f"kl_{name}": jnp.mean(kl_to_strategy(format.decode(logits), probs))
+               for name, probs in strategies.items()}
+        for site, pattern in cache.items():
+            layer = site.split(".")[1]
+            per_head = {"previous_token": previous_token_score(pattern),
+                        "induction": prefix_matching_score(pattern, episode.inputs)}
+            for name, values in per_head.items():
+                for head, value in enumerate(values):
+                    out[f"L{layer}H{head}.{name}"] = value
+        return out
+
+    def probe(model: eqx.Module, episodes: MarkovEpisode) -> dict[str, Array]:
+        per_episode = jax.vmap(lambda episode: scores(model, episode))(episodes)
+        return {name: jnp.nanmean(values, axis=0) for name, values in per_episode.items()}
 
     return probe

@@ -39,23 +39,26 @@ class MultiHeadAttention(eqx.Module):
     key: Float[Array, "heads key d_model"]
     value: Float[Array, "heads key d_model"]
     output: Float[Array, "d_model heads_key"] | None
+    relative: Float[Array, "offsets heads key"] | None
     softmax: bool = eqx.field(static=True)
     scaled: bool = eqx.field(static=True)
 
     def __init__(self, d_model: int, n_heads: int, key_size: int, *, softmax: bool,
                  scaled: bool, init_scale: float, output_projection: bool = True,
-                 key: PRNGKeyArray):
+                 max_offset: int | None = None, key: PRNGKeyArray):
         if not output_projection and n_heads * key_size != d_model:
             raise ValueError(f"without an output projection the {n_heads} heads x key size "
                              f"{key_size} are concatenated, so they must equal d_model="
                              f"{d_model}")
-        kq, kk, kv, ko = jax.random.split(key, 4)
+        kq, kk, kv, ko, kr = jax.random.split(key, 5)
         shape = (n_heads, key_size, d_model)
         self.query = variance_scaling(kq, shape, init_scale, d_model)
         self.key = variance_scaling(kk, shape, init_scale, d_model)
         self.value = variance_scaling(kv, shape, init_scale, d_model)
         self.output = (variance_scaling(ko, (d_model, n_heads * key_size), init_scale,
                                         n_heads * key_size) if output_projection else None)
+        self.relative = (variance_scaling(kr, (max_offset, n_heads, key_size), init_scale,
+                                          key_size) if max_offset is not None else None)
         self.softmax = softmax
         self.scaled = scaled
 
@@ -69,7 +72,8 @@ class MultiHeadAttention(eqx.Module):
         q = jnp.einsum("hkd,sd->hsk", self.query, x)
         k = jnp.einsum("hkd,sd->hsk", self.key, x)
         v = jnp.einsum("hkd,sd->hsk", self.value, x)
-        scores = jnp.einsum("hqk,hsk->hqs", q, k)
+        scores = jnp.einsum("hqk,hsk->hqs", q, k) + self._relative_scores(q, slice(None),
+                                                                          x.shape[0])
         if self.scaled:
             scores = scores / math.sqrt(q.shape[-1])
         scores = call_hook(hooks, f"{name}.scores", scores)
@@ -92,11 +96,29 @@ class MultiHeadAttention(eqx.Module):
         """
         queries = jnp.einsum("hde,re->hrd", self.kq_product(), x[rows])
         scores = jnp.einsum("hrd,sd->hrs", queries, x)
+        if self.relative is not None:
+            q = jnp.einsum("hkd,rd->hrk", self.query, x[rows])
+            scores = scores + self._relative_scores(q, rows, x.shape[0])
         if self.scaled:
             scores = scores / math.sqrt(self.query.shape[1])
         pattern = self._pattern(scores, mask[rows])
         mixed = jnp.einsum("hrs,se->hre", pattern, x)
         return jnp.einsum("hde,hre->rd", self.pv_product(), mixed)
+
+    def _relative_scores(self, q: Float[Array, "heads rows key"], rows: slice, seq: int
+                         ) -> Float[Array, "heads rows seq"] | float:
+        """``q_i·r_{i−j}`` for the query rows ``rows`` of a ``seq``-long sequence; 0 without
+        relative embeddings. Offsets past ``max_offset`` (and j > i, which a causal mask
+        hides) read no embedding."""
+        if self.relative is None:
+            return 0.0
+        if seq > self.relative.shape[0]:
+            raise ValueError(f"sequence of {seq} tokens exceeds model.max_len="
+                             f"{self.relative.shape[0]} (relative positions)")
+        offset = jnp.arange(seq)[rows, None] - jnp.arange(seq)[None, :]
+        embeddings = jnp.where((offset >= 0)[..., None, None],
+                               self.relative[jnp.clip(offset, 0)], 0.0)  # (rows, seq, h, k)
+        return jnp.einsum("hrk,rshk->hrs", q, embeddings)
 
     def _pattern(self, scores: Float[Array, "heads q s"], mask: Bool[Array, "q s"]
                  ) -> Float[Array, "heads q s"]:

@@ -32,8 +32,10 @@ class TransformerConfig:
         causal: each position reads only itself and earlier positions.
         layer_norm: pre-LayerNorm in each block and before the read-out.
         mlp: a ReLU MLP (hidden 4 × d_model) after attention in each block.
-        positional: "learned" embeddings, fixed "sinusoidal" codes, or "none".
-        max_len: longest sequence learned positions cover.
+        positional: "learned" embeddings, fixed "sinusoidal" codes, learned "relative"
+            key embeddings in every attention layer (Shaw et al. 2018; Edelman et al.
+            2024's attention-only transformer), or "none".
+        max_len: longest sequence learned (absolute or relative) positions cover.
         scaled: divide attention scores by sqrt(key size); Reddy (2023) and Minegishi et
             al. (2025) use unscaled softmax attention.
         output_projection: each attention layer maps its heads' concatenated outputs back
@@ -52,7 +54,7 @@ class TransformerConfig:
     causal: bool = True
     layer_norm: bool = True
     mlp: bool = True
-    positional: Literal["learned", "sinusoidal", "none"] = "learned"
+    positional: Literal["learned", "sinusoidal", "relative", "none"] = "learned"
     max_len: int = 128
     scaled: bool = True
     output_projection: bool = True
@@ -66,8 +68,9 @@ class TransformerConfig:
             require(value >= 1, f"model.{name}", value, "must be an integer >= 1")
         require(self.d_model % self.n_heads == 0, "model.n_heads", self.n_heads,
                 f"must divide model.d_model={self.d_model}")
-        require(self.positional in ("learned", "sinusoidal", "none"), "model.positional",
-                self.positional, "must be 'learned', 'sinusoidal' or 'none'")
+        require(self.positional in ("learned", "sinusoidal", "relative", "none"),
+                "model.positional", self.positional,
+                "must be 'learned', 'sinusoidal', 'relative' or 'none'")
         require(self.head in ("linear", "mlp"), "model.head", self.head,
                 "must be 'linear' or 'mlp'")
 
@@ -80,9 +83,9 @@ class TransformerConfig:
         require(self.read_in or self.d_model == d_in, f"{prefix}.d_model", self.d_model,
                 f"must equal the token width {d_in} with {prefix}.read_in=False (tokens "
                 "enter the residual stream as they are)")
-        require(self.positional != "learned" or self.max_len >= seq_len, f"{prefix}.max_len",
-                self.max_len, f"must cover the longest sequence ({seq_len} tokens) with "
-                "learned positions")
+        require(self.positional not in ("learned", "relative") or self.max_len >= seq_len,
+                f"{prefix}.max_len", self.max_len, f"must cover the longest sequence "
+                f"({seq_len} tokens) with {self.positional} positions")
 
     def build(self, d_in: int, d_out: int, *, key: PRNGKeyArray) -> Transformer:
         return Transformer(self, d_in, d_out, key=key)
@@ -99,7 +102,9 @@ class Block(eqx.Module):
         d = config.d_model
         self.attn = MultiHeadAttention(d, config.n_heads, d // config.n_heads, softmax=True,
                                        scaled=config.scaled, init_scale=1.0,
-                                       output_projection=config.output_projection, key=k_attn)
+                                       output_projection=config.output_projection,
+                                       max_offset=(config.max_len if config.positional
+                                                   == "relative" else None), key=k_attn)
         self.mlp = (eqx.nn.MLP(d, d, 4 * d, depth=1, activation=jax.nn.relu, key=k_mlp)
                     if config.mlp else None)
         self.norm_attn = eqx.nn.LayerNorm(d) if config.layer_norm else None

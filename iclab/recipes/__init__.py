@@ -5,6 +5,7 @@ from iclab.recipes import (
     architectures,
     bursty,
     chan,
+    edelman,
     fast_weights,
     fu,
     garg,
@@ -20,6 +21,7 @@ from iclab.recipes import (
 )
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
-__all__ = ["RECIPES", "Recipe", "akyurek", "architectures", "bursty", "chan", "fast_weights",
+__all__ = ["RECIPES", "Recipe", "akyurek", "architectures", "bursty", "chan", "edelman",
+           "fast_weights",
            "fu", "garg", "get_recipe", "gpicl_pool", "hochreiter", "kirsch", "minegishi",
            "raventos", "raventos_pool", "reddy", "rnn_vs_transformer", "von_oswald"]
