@@ -495,3 +495,17 @@ def test_width_for_parameters_is_the_closest_width_of_a_dense_scan(config, field
         errors = [abs(config_parameters(dataclasses.replace(config, **{field: w}), 5, 3)
                       - target) for w in range(1, 41)]
         assert getattr(chosen, field) == 1 + int(np.argmin(errors))
+
+
+def test_init_scale_scales_the_attention_weights_only(getkey):
+    """``init_scale`` is the variance scale of every attention matrix and relative
+    embedding: the same key at scale 0.01 gives exactly 0.1 × the weights; the read-in and
+    read-out keep their init."""
+    key = getkey()
+    plain = _transformer(key, positional="relative")
+    small = _transformer(key, positional="relative", init_scale=0.01)
+    for name in ("query", "key", "value", "output", "relative"):
+        np.testing.assert_allclose(getattr(small.blocks[1].attn, name),
+                                   0.1 * getattr(plain.blocks[1].attn, name), rtol=1e-6)
+    np.testing.assert_array_equal(small.read_in.weight, plain.read_in.weight)
+    np.testing.assert_array_equal(small.read_out.weight, plain.read_out.weight)

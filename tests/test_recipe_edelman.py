@@ -26,13 +26,17 @@ LEVELS = {"uniform": 1.0986, "unigram": 1.01, "bigram": 0.90}
 def _evals(kls: list[tuple[float, float, float]], *, seed: int = 0, previous: float = 0.9,
            induction: float = 0.85) -> pd.DataFrame:
     """An evaluation table every 100 steps from step 0 with the given KLs to (uniform,
-    unigram, bigram) and final head scores (the free heads score 0.1)."""
+    unigram, bigram) and head scores: layer 1's previous-token score peaks at ``previous``
+    at the third evaluation and ends at 0.6 (a second layer-1 head stays at 0.2), layer 2's
+    induction score is ``induction`` throughout, and the other scores are 0.1."""
     rows = []
     for i, (uniform, unigram, bigram) in enumerate(kls):
         rows.append({"step": 100 * i, "seed": seed, "eval_loss": 1.0,
                      "eval_kl_uniform": uniform, "eval_kl_unigram": unigram,
                      "eval_kl_bigram": bigram,
-                     "eval_L0H0.previous_token": previous, "eval_L0H0.induction": 0.1,
+                     "eval_L0H0.previous_token": previous if i == 2 else 0.6,
+                     "eval_L0H1.previous_token": 0.2, "eval_L0H0.induction": 0.1,
+                     "eval_L0H1.induction": 0.1,
                      "eval_L1H0.previous_token": 0.1, "eval_L1H0.induction": induction})
     return pd.DataFrame(rows)
 
@@ -49,7 +53,8 @@ def test_stages_and_seed_numbers_from_a_hand_made_table():
     # The least KL(unigram) / min(KL(uniform), KL(bigram)) after step 0: 0.015 / 0.09.
     assert numbers["plateau_ratio"] == pytest.approx(0.015 / 0.09)
     assert numbers["final_kl_bigram"] == pytest.approx(0.01)
-    assert numbers["L0_previous_token"] == pytest.approx(0.9)
+    assert numbers["L0_previous_token"] == pytest.approx(0.6)  # the best head at the end
+    assert numbers["L0_previous_token_peak"] == pytest.approx(0.9)
     assert numbers["L1_induction"] == pytest.approx(0.85)
     assert numbers["L0_induction"] == pytest.approx(0.1)
     never = _evals([(0.5, 0.6, 0.7), (0.02, 0.06, 0.15)])

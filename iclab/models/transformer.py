@@ -46,6 +46,9 @@ class TransformerConfig:
             as in Reddy's 128-wide tokens).
         head: "linear" read-out, or "mlp": a ReLU MLP with two hidden layers of width
             d_model (the classifier of Reddy and Minegishi).
+        init_scale: the attention weights (and relative position embeddings) start
+            normal with variance init_scale / fan_in; a small scale starts every head near
+            uniform attention (Edelman et al.'s code draws N(0, 0.02²): 0.0064 at width 16).
     """
 
     d_model: int = 64
@@ -60,9 +63,11 @@ class TransformerConfig:
     output_projection: bool = True
     read_in: bool = True
     head: Literal["linear", "mlp"] = "linear"
+    init_scale: float = 1.0
 
     def __post_init__(self) -> None:
         require_numbers(self, "model.")
+        require(self.init_scale > 0, "model.init_scale", self.init_scale, "must be > 0")
         for name in ("d_model", "n_layers", "n_heads", "max_len"):
             value = getattr(self, name)
             require(value >= 1, f"model.{name}", value, "must be an integer >= 1")
@@ -101,7 +106,7 @@ class Block(eqx.Module):
         k_attn, k_mlp = jax.random.split(key)
         d = config.d_model
         self.attn = MultiHeadAttention(d, config.n_heads, d // config.n_heads, softmax=True,
-                                       scaled=config.scaled, init_scale=1.0,
+                                       scaled=config.scaled, init_scale=config.init_scale,
                                        output_projection=config.output_projection,
                                        max_offset=(config.max_len if config.positional
                                                    == "relative" else None), key=k_attn)
