@@ -10,7 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iclab.algorithms import Ridge, point_curve, point_predictions
+from iclab.algorithms import (
+    Ridge,
+    TableLookup,
+    point_curve,
+    point_predictions,
+    point_targets,
+)
 from iclab.config import ConfigError
 from iclab.formats import InterleavedTokens
 from iclab.learners import ModelLearner
@@ -166,11 +172,50 @@ def test_finite_pool_reuses_its_functions(getkey):
     ({"noise_std": -0.1}, "task.noise_std"),
     ({"condition_number": 0.5}, "task.condition_number"),
     ({"pool_seed": 2}, "task.pool_seed"),
+    ({"function": "boolean"}, "task.inputs"),
+    ({"function": "boolean", "inputs": "binary", "covariance": "skewed"}, "task.covariance"),
+    ({"function": "boolean", "inputs": "binary", "dim": 17}, "task.dim"),
 ])
 def test_bad_options_name_the_field(changes, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as error:
         dataclasses.replace(SMALL, **changes)
     assert "\n" not in str(error.value)
+
+
+BOOLEAN = FunctionRegression(function="boolean", dim=3, n_context=30, inputs="binary")
+
+
+def test_boolean_functions_read_a_fair_truth_table_at_uniform_bits(getkey):
+    """Hochreiter et al.'s Boolean functions by their definition: inputs uniform on {0, 1}^3,
+    each of the 8 rows of every table a fair coin, and f(x) the row Σ x_i 2^i."""
+    functions, x, episodes = _parts(BOOLEAN, getkey(), 2000)
+    x, table = np.asarray(x), np.asarray(functions["table"])
+    assert set(np.unique(x)) == {0.0, 1.0} and set(np.unique(table)) <= {0.0, 1.0}
+    assert table.shape == (2000, 8)
+    np.testing.assert_allclose(x.mean(axis=(0, 1)), 0.5, atol=0.01)  # 62 000 bits each
+    np.testing.assert_allclose(table.mean(axis=0), 0.5, atol=0.04)  # 2000 coins per row
+    rows = np.asarray(x @ np.array([1, 2, 4]), int)  # (prompts, 31 points)
+    np.testing.assert_array_equal(_all_y(episodes), np.take_along_axis(table, rows, axis=1))
+
+
+def test_table_lookup_is_exact_on_seen_rows_and_matches_the_bayes_error(getkey):
+    """The lookup returns the latest equal input's target (``default`` for an unseen one),
+    and over many prompts its error after t pairs is ¼ (1 − 2^−d)^t: the chance that the
+    query's row is still unseen, times a fair coin's variance."""
+    x = jnp.asarray([[0.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
+    y = jnp.asarray([1.0, 0.0, 0.0])
+    seen = jnp.asarray([True, True, True])
+    assert float(TableLookup().fit_predict(x, y, seen, jnp.asarray([0.0, 1.0]))) == 0.0
+    assert float(TableLookup().fit_predict(x, y, seen.at[2].set(False),
+                                           jnp.asarray([0.0, 1.0]))) == 1.0
+    assert float(TableLookup(default=0.3).fit_predict(x, y, seen, jnp.asarray([1.0, 0.0]))
+                 ) == pytest.approx(0.3)
+    episodes = _sample(BOOLEAN, getkey(), 4000)
+    curve = np.asarray(point_curve(point_predictions(TableLookup(), episodes),
+                                   point_targets(episodes)))
+    expected = 0.25 * (7 / 8) ** np.arange(31)
+    np.testing.assert_allclose(curve, expected, atol=0.012)
+    assert curve[0] == pytest.approx(0.25, abs=0.012) and curve[30] < 0.01
 
 
 def test_unknown_prompt_shift_lists_the_valid_ones(getkey):

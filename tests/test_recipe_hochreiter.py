@@ -59,6 +59,20 @@ def test_claims_fail_on_the_reverse_findings(error_30, error_5, learns, beats):
     assert found["lstm_beats_sgd_mlp"].passed is beats
 
 
+def test_boolean_runs_read_their_own_baselines():
+    """A Boolean run scores the lookup, the SGD MLP and k-NN (no quadratic features, no
+    online SGD rate): the numbers follow the baselines the run has."""
+    arrays = _arrays()
+    for name in ("ols", "online_sgd"):
+        del arrays[f"baseline.{name}.error"]
+    del arrays["online_sgd_lr"]
+    arrays["baseline.lookup.error"] = np.full(31, 0.01)
+    numbers = headline_numbers(arrays, ("lstm",))
+    assert "lookup_r2_at_30" in numbers and "online_sgd_lr" not in numbers
+    assert not any(name.startswith(("ols", "online_sgd")) for name in numbers)
+    assert numbers["lookup_r2_at_30"].value == pytest.approx(1 - 0.01 / 2)
+
+
 @pytest.mark.parametrize(("option", "field"), [
     (["--task.function", "linear"], "task.function"),
     (["--task.n-context", "20"], "task.n_context"),
@@ -93,3 +107,22 @@ def test_tiny_run_writes_curves_baselines_models_and_figures(tmp_path):
     assert arrays["baseline.knn.error"][6:].min() > 1e-3
     assert (out / "lstm" / "model.npz").exists()
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["curves.png", "training.png"]
+
+
+@pytest.mark.e2e
+def test_tiny_boolean_run_scores_the_lookup(tmp_path):
+    out = tmp_path / "hochreiter-boolean"
+    assert main(["run", "hochreiter", "--out", str(out), "--models", "lstm",
+                 "--task.function", "boolean", "--task.inputs", "binary", "--task.dim", "3",
+                 "--task.n-context", "30", "--lstm.hidden-size", "8", "--train.steps", "20",
+                 "--train.eval-every", "10", "--train.checkpoint-every", "10",
+                 "--train.eval-size", "16", "--eval-prompts", "64", "--tune-prompts", "8",
+                 "--mlp-hidden", "8", "--mlp-steps", "10", "--no-progress"]) == 0
+    with np.load(out / "results.npz") as results:
+        arrays = dict(results)
+    assert {"baseline.lookup.error", "baseline.sgd_mlp.error", "baseline.knn.error"} <= set(
+        arrays)
+    assert "baseline.ols.error" not in arrays and "online_sgd_lr" not in arrays
+    # The lookup knows a seen row: its error falls from a fair coin's 1/4 towards 0.
+    lookup = arrays["baseline.lookup.error"]
+    assert lookup[0] == pytest.approx(0.25, abs=0.08) and lookup[30] < 0.05

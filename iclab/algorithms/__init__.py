@@ -15,7 +15,7 @@ from iclab.algorithms.markov import (
     uniform_strategy,
     unigram_strategy,
 )
-from iclab.algorithms.neighbours import NearestNeighbours
+from iclab.algorithms.neighbours import NearestNeighbours, TableLookup
 from iclab.algorithms.neural_net import AdamNet
 from iclab.algorithms.newton import IterativeNewton
 from iclab.algorithms.prefix import (
@@ -68,6 +68,7 @@ __all__ = [
     "PointPredictor",
     "Ridge",
     "SklearnLearner",
+    "TableLookup",
     "averaging",
     "bayes_posterior_mean",
     "bigram_strategy",

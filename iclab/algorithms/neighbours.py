@@ -1,4 +1,5 @@
-"""k-nearest-neighbours regression as an in-context learner (a baseline of Garg et al. 2022)."""
+"""k-nearest-neighbours regression as an in-context learner (a baseline of Garg et al. 2022),
+and exact-match lookup, the Bayes predictor of a uniformly random truth table."""
 
 from __future__ import annotations
 
@@ -32,3 +33,22 @@ class NearestNeighbours(ContextLearner):
         used = jnp.minimum(k, jnp.sum(seen))
         total = jnp.sum(jnp.where(jnp.arange(k) < used, y[nearest], 0.0))
         return total / jnp.maximum(used, 1).astype(y.dtype)
+
+
+class TableLookup(ContextLearner):
+    """The target of the latest context input equal to the query, else ``default``.
+
+    For a truth table whose rows are i.i.d. with mean ``default`` (a uniformly random
+    Boolean function: ½) and noise-free outputs, this is the posterior mean, the Bayes
+    predictor: a seen row is known, an unseen one is still a fair coin. With d input bits
+    drawn uniformly its expected squared error after t pairs is
+    ``default·(1 − default)·(1 − 2^−d)^t``.
+    """
+
+    default: float = 0.5
+
+    def fit_predict(self, x: Float[Array, "ctx d"], y: Float[Array, " ctx"],
+                    seen: Bool[Array, " ctx"], query: Float[Array, " d"]) -> Float[Array, ""]:
+        match = seen & jnp.all(x == query, axis=-1)
+        latest = jnp.max(jnp.where(match, jnp.arange(y.shape[0]), -1))
+        return jnp.where(latest >= 0, y[jnp.maximum(latest, 0)], self.default)

@@ -5,7 +5,9 @@ Claim: an LSTM meta-trained by gradient descent across many functions, one rando
 per sequence, with input ``(x_t, y_{t−1})`` and its error taken at every step, learns a new
 function from its sequence with its weights fixed — for 2-D quadratics
 ``f(x1, x2) = a x1² + b x2² + c x1x2 + d x1 + e x2 + f`` within about 30–35 examples,
-faster than backpropagation on the same function.
+faster than backpropagation on the same function. The paper's other class, Boolean
+functions, is the option ``--task.function boolean --task.inputs binary --task.dim 3``
+(uniformly random truth tables; the Bayes predictor looks up an earlier equal input).
 
 Here: the quadratics of :class:`~iclab.tasks.FunctionRegression` (``function="quadratic"``,
 coefficients and inputs uniform on [−1, 1]: our choice, see docs/recipes/hochreiter.md),
@@ -32,6 +34,7 @@ from iclab.algorithms import (
     OnFeatures,
     OnlineSGD,
     Ridge,
+    TableLookup,
     log_grid_search,
     next_point_loss,
     point_curve,
@@ -56,6 +59,7 @@ EARLY = 5
 R2_BAR = 0.9
 """The issue's bar for "learns a new function": R² at t = READ_AT above this."""
 MODELS: tuple[str, ...] = ("lstm", "transformer", "mamba")
+FUNCTIONS: tuple[str, ...] = ("quadratic", "boolean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +68,8 @@ class HochreiterConfig(Seeds):
 
     Attributes:
         task: the functions (one per sequence): 2-D quadratics, coefficients and inputs
-            uniform on [−1, 1], N context pairs and a query (N + 1 predictions).
+            uniform on [−1, 1], N context pairs and a query (N + 1 predictions); or
+            "boolean" functions of binary inputs.
         models: which sequence models to train on the identical data: "lstm" (the
             paper's; required), "transformer", "mamba".
         lstm: the LSTM (a linear read-in, one LSTM layer, a linear read-out).
@@ -98,9 +103,9 @@ class HochreiterConfig(Seeds):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.task.function == "quadratic", "task.function", self.task.function,
-                "must be 'quadratic' (Hochreiter et al.'s functions; the claims read the "
-                "quadratic baselines)")
+        require(self.task.function in FUNCTIONS, "task.function", self.task.function,
+                "must be 'quadratic' or 'boolean' (Hochreiter et al.'s function classes, "
+                "with their baselines)")
         require(self.task.n_context >= READ_AT, "task.n_context", self.task.n_context,
                 f"must be >= {READ_AT} (the claims read the prediction at t = {READ_AT})")
         require("lstm" in self.models and set(self.models) <= set(MODELS)
@@ -120,21 +125,25 @@ class HochreiterConfig(Seeds):
 
 
 def baselines(config: HochreiterConfig, tuning: RegressionEpisode) -> dict[str, ContextLearner]:
-    """Least squares and online SGD on the quadratic features, the ReLU MLP trained by SGD on
-    the prefix (both SGD rates tuned on ``tuning`` for the least error over every point),
-    and k-NN on the inputs."""
-    (sgd_lr,), _ = log_grid_search(
-        lambda p: OnFeatures(OnlineSGD(lr=p[0]), quadratic_features), tuning, low=(1e-3,),
-        high=(2.0,), loss=next_point_loss)
+    """The ReLU MLP trained by SGD on the prefix and k-NN on the inputs; for quadratics
+    least squares and online SGD on the quadratic features, for Boolean functions the
+    truth-table lookup (their Bayes predictor). Both SGD rates are tuned on ``tuning`` for
+    the least error over every point."""
     (mlp_lr,), _ = log_grid_search(
         lambda p: AdamNet(hidden=config.mlp_hidden, steps=config.mlp_steps, lr=p[0],
                           optimiser="sgd"),
         tuning, low=(1e-3,), high=(3.0,), points=8, rounds=2, loss=next_point_loss)
+    shared = {"sgd_mlp": AdamNet(hidden=config.mlp_hidden, steps=config.mlp_steps,
+                                 lr=float(mlp_lr), optimiser="sgd"),
+              "knn": NearestNeighbours(k=config.knn_k)}
+    if config.task.function == "boolean":
+        return {"lookup": TableLookup(), **shared}
+    (sgd_lr,), _ = log_grid_search(
+        lambda p: OnFeatures(OnlineSGD(lr=p[0]), quadratic_features), tuning, low=(1e-3,),
+        high=(2.0,), loss=next_point_loss)
     return {"ols": OnFeatures(Ridge(0.0), quadratic_features),
             "online_sgd": OnFeatures(OnlineSGD(lr=float(sgd_lr)), quadratic_features),
-            "sgd_mlp": AdamNet(hidden=config.mlp_hidden, steps=config.mlp_steps,
-                               lr=float(mlp_lr), optimiser="sgd"),
-            "knn": NearestNeighbours(k=config.knn_k)}
+            **shared}
 
 
 def run(config: HochreiterConfig, context: RunContext) -> RecipeResult:
@@ -160,7 +169,8 @@ def run(config: HochreiterConfig, context: RunContext) -> RecipeResult:
     for name, learner in learners.items():
         arrays[f"baseline.{name}.error"] = np.asarray(
             point_curve(point_predictions(learner, prompts), targets))
-    arrays["online_sgd_lr"] = np.asarray(learners["online_sgd"].learner.lr)
+    if "online_sgd" in learners:
+        arrays["online_sgd_lr"] = np.asarray(learners["online_sgd"].learner.lr)
     arrays["sgd_mlp_lr"] = np.asarray(learners["sgd_mlp"].lr)
     context.store.write_arrays("results.npz", arrays)
     headline = headline_numbers(arrays, config.models)
@@ -175,8 +185,9 @@ def r_squared(error: np.ndarray | float, variance: float) -> np.ndarray | float:
 
 def headline_numbers(arrays: dict[str, np.ndarray], models: tuple[str, ...]
                      ) -> dict[str, Number]:
-    """R² and error at t = READ_AT for every model (per seed) and baseline; the LSTM's error
-    at t = EARLY and its log–log slope from t = EARLY to t = READ_AT; the tuned SGD rates."""
+    """R² and error at t = READ_AT for every model (per seed) and baseline run; the LSTM's
+    error at t = EARLY and its log–log slope from t = EARLY to t = READ_AT; the tuned SGD
+    rates."""
     variance = float(arrays["variance"])
     numbers: dict[str, Number] = {}
     for name in models:
@@ -187,7 +198,7 @@ def headline_numbers(arrays: dict[str, np.ndarray], models: tuple[str, ...]
         numbers[f"{name}_error_at_{READ_AT}"] = over_seeds(
             [float(v) for v in error[:, READ_AT]],
             label=f"{name}: squared error at t = {READ_AT}")
-    for name in BASELINES:
+    for name in baselines_run(arrays):
         error = float(arrays[f"baseline.{name}.error"][READ_AT])
         numbers[f"{name}_r2_at_{READ_AT}"] = Number(
             float(r_squared(error, variance)), f"{BASELINES[name][0]}: R² at t = {READ_AT}")
@@ -200,8 +211,9 @@ def headline_numbers(arrays: dict[str, np.ndarray], models: tuple[str, ...]
     numbers["lstm_error_slope"] = over_seeds(
         [float(v) for v in slope],
         label=f"lstm: log–log slope of the error from t = {EARLY} to t = {READ_AT}")
-    numbers["online_sgd_lr"] = Number(float(arrays["online_sgd_lr"]),
-                                      "online SGD's tuned learning rate")
+    if "online_sgd_lr" in arrays:
+        numbers["online_sgd_lr"] = Number(float(arrays["online_sgd_lr"]),
+                                          "online SGD's tuned learning rate")
     numbers["sgd_mlp_lr"] = Number(float(arrays["sgd_mlp_lr"]),
                                    "the SGD MLP's tuned learning rate")
     return numbers
@@ -225,8 +237,14 @@ def claims(headline: dict[str, Number]) -> dict[str, Claim]:
 
 BASELINES = {"ols": ("least squares on quadratic features", COLORS["lsq"]),
              "online_sgd": ("online SGD on quadratic features", "#d62728"),
+             "lookup": ("truth-table lookup (Bayes)", COLORS["lsq"]),
              "sgd_mlp": ("ReLU MLP, SGD on the prefix", "#ff7f0e"),
              "knn": ("k nearest neighbours", "#7f7f7f")}
+
+
+def baselines_run(arrays: dict[str, np.ndarray]) -> list[str]:
+    """The baselines a run scored (they depend on the function class), in BASELINES' order."""
+    return [name for name in BASELINES if f"baseline.{name}.error" in arrays]
 MODEL_COLORS = {"lstm": COLORS["model"], "transformer": "#9467bd", "mamba": "#2ca02c"}
 
 
@@ -244,14 +262,15 @@ def _curves(store: RunStore, results: dict, names: list[str]) -> Figure:
             for ax, values in ((error_ax, curve), (r2_ax, r_squared(curve, variance))):
                 ax.plot(points, values, color=MODEL_COLORS[name], lw=2,
                         label=None if seed else name)
-    for name, (label, color) in BASELINES.items():
-        curve = results[f"baseline.{name}.error"]
+    for name in baselines_run(results):
+        (label, color), curve = BASELINES[name], results[f"baseline.{name}.error"]
         error_ax.plot(points, curve, color=color, ls="--", label=label)
         r2_ax.plot(points, r_squared(curve, variance), color=color, ls="--", label=label)
     for ax in (error_ax, r2_ax):
         ax.axvline(READ_AT, color="k", lw=0.5, ls=":")
         ax.set(xlabel="examples seen t")
-    # Least squares is exact from t = 6 (float rounding, ~1e-14): the axis stops above it.
+    # Least squares is exact from t = 6 on quadratics (float rounding, ~1e-14): the axis
+    # stops above it.
     error_ax.set(ylabel="squared error of y_t", yscale="log", ylim=(1e-3 * variance, None))
     r2_ax.set(ylabel="R² = 1 − error / Var(y)", ylim=(-0.2, 1.05))
     r2_ax.axhline(R2_BAR, color="k", lw=0.5, ls=":")

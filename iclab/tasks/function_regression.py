@@ -13,9 +13,12 @@ is ``x_1, f(x_1), …, x_N, f(x_N), x_q`` and, read causally, every prefix is a 
   uniformly drawn coordinate c_k (right if true) and each leaf holds a value ~ N(0, 1);
 - ``quadratic``: f(x) = c·φ(x) over every monomial of degree ≤ 2 (:func:`quadratic_features`),
   each coefficient ~ U[−1, 1]; for d = 2 Hochreiter et al.'s (2001) quadratics
-  a x1² + b x2² + c x1x2 + d x1 + e x2 + f.
+  a x1² + b x2² + c x1x2 + d x1 + e x2 + f;
+- ``boolean``: a uniformly random Boolean function of d bits (the other class of Hochreiter
+  et al. 2001): a truth table of 2^d outputs, each 0 or 1 with probability ½, read at
+  binary inputs x ∈ {0, 1}^d (row ``Σ_i x_i 2^i``).
 
-Inputs are Gaussian (Garg et al.) or uniform on [−1, 1]^d; they can be skewed (Garg et
+Inputs are Gaussian (Garg et al.), uniform on [−1, 1]^d or binary; they can be skewed (Garg et
 al.'s "skewed covariance" prompts) or ill-conditioned with condition number κ (the
 ill-conditioned inputs of Fu et al. 2023) and scaled; outputs can be noisy.
 Out-of-distribution prompts built on these tasks are in :mod:`iclab.tasks.prompt_shifts`.
@@ -34,17 +37,21 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from iclab.config import require, require_numbers
 from iclab.tasks.episode import RegressionEpisode
 
-FunctionClass = Literal["linear", "sparse_linear", "relu_net", "tree", "quadratic"]
-FUNCTION_CLASSES: tuple[str, ...] = ("linear", "sparse_linear", "relu_net", "tree", "quadratic")
-Inputs = Literal["gaussian", "uniform"]
-INPUTS: tuple[str, ...] = ("gaussian", "uniform")
+FunctionClass = Literal["linear", "sparse_linear", "relu_net", "tree", "quadratic", "boolean"]
+FUNCTION_CLASSES: tuple[str, ...] = ("linear", "sparse_linear", "relu_net", "tree", "quadratic",
+                                     "boolean")
+Inputs = Literal["gaussian", "uniform", "binary"]
+INPUTS: tuple[str, ...] = ("gaussian", "uniform", "binary")
+MAX_BOOLEAN_DIM = 16
+"""The most input bits of a "boolean" function (its truth table has 2^d rows)."""
 Covariance = Literal["identity", "skewed", "geometric"]
 COVARIANCES: tuple[str, ...] = ("identity", "skewed", "geometric")
 
 Functions = dict[str, Array]
 """One function's parameters (or a batch of them, leading axis first), by name:
 ``w`` (linear classes), ``hidden`` and ``out`` (ReLU nets), ``feature`` and ``leaf``
-(trees), ``coefficients`` (quadratics, in :func:`quadratic_features`' order)."""
+(trees), ``coefficients`` (quadratics, in :func:`quadratic_features`' order), ``table``
+(Boolean functions: the 2^d outputs)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +59,8 @@ class FunctionRegression:
     """A distribution of in-context regression prompts of one function class.
 
     Attributes:
-        function: "linear", "sparse_linear", "relu_net", "tree" or "quadratic" (see the
-            module).
+        function: "linear", "sparse_linear", "relu_net", "tree", "quadratic" or "boolean"
+            (see the module).
         dim: input dimension d.
         n_context: context pairs N per prompt (one query follows them; Garg et al. use
             2d + 1 points in all).
@@ -61,7 +68,8 @@ class FunctionRegression:
         hidden: hidden units of "relu_net".
         depth: levels of decisions of "tree" (2^depth leaves).
         inputs: "gaussian" draws z ~ N(0, I_d), "uniform" draws z uniform on [−1, 1]^d
-            (Hochreiter et al.'s inputs); x is z transformed by ``covariance`` and scaled.
+            (Hochreiter et al.'s inputs), "binary" draws z uniform on {0, 1}^d (the inputs of
+            "boolean" functions); x is z transformed by ``covariance`` and scaled.
         covariance: "identity" takes x = z; "skewed" draws x = z·T with
             T = U diag(s) Uᵀ, s_i ∝ 1/i rescaled to Σ s_i² = d (Garg et al.'s skewed
             prompts: the transform's eigenvalues, not the covariance's, fall as 1/i);
@@ -111,6 +119,16 @@ class FunctionRegression:
                 "must be >= 1 (the ratio of the covariance's largest to smallest eigenvalue)")
         require(self.x_scale > 0, "task.x_scale", self.x_scale, "must be > 0")
         require(self.noise_std >= 0, "task.noise_std", self.noise_std, "must be >= 0")
+        if self.function == "boolean":
+            require(self.inputs == "binary", "task.inputs", self.inputs,
+                    "must be 'binary' for task.function='boolean' (a truth table is read at "
+                    "bits)")
+            require(self.covariance == "identity" and self.x_scale == 1.0, "task.covariance",
+                    self.covariance, "must be 'identity', with task.x_scale = 1, for "
+                    "task.function='boolean' (inputs stay bits)")
+            require(self.dim <= MAX_BOOLEAN_DIM, "task.dim", self.dim,
+                    f"must be at most {MAX_BOOLEAN_DIM} for task.function='boolean' (a truth "
+                    "table of 2^d rows)")
         require(self.pool_size is None or self.pool_size >= 1, "task.pool_size", self.pool_size,
                 "must be None (fresh functions) or an integer >= 1")
         require(self.pool_seed == 0 or self.pool_size is not None, "task.pool_seed",
@@ -166,6 +184,8 @@ class FunctionRegression:
         if self.function == "quadratic":
             count = quadratic_feature_count(d)
             return {"coefficients": jax.random.uniform(key, (count,), minval=-1.0, maxval=1.0)}
+        if self.function == "boolean":
+            return {"table": jax.random.bernoulli(key, 0.5, (2**d,)).astype(jnp.float32)}
         if self.function == "relu_net":
             key_u, key_v = jax.random.split(key)
             return {"hidden": jax.random.normal(key_u, (d, self.hidden)),
@@ -180,6 +200,9 @@ class FunctionRegression:
             return x @ function["w"]
         if "coefficients" in function:
             return quadratic_features(x) @ function["coefficients"]
+        if "table" in function:
+            row = jnp.round(x @ 2.0 ** jnp.arange(self.dim)).astype(jnp.int32)
+            return function["table"][row]
         if "hidden" in function:
             hidden = jax.nn.relu(x @ function["hidden"])
             return math.sqrt(2 / self.hidden) * hidden @ function["out"]
@@ -197,6 +220,8 @@ class FunctionRegression:
         n = math.prod(shape) * self.dim  # one flat draw: faster on CPU than odd trailing dims
         if self.inputs == "uniform":
             z = jax.random.uniform(key, (n,), minval=-1.0, maxval=1.0)
+        elif self.inputs == "binary":
+            z = jax.random.bernoulli(key, 0.5, (n,)).astype(jnp.float32)
         else:
             z = jax.random.normal(key, (n,))
         z = z.reshape(*shape, self.dim)
