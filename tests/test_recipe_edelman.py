@@ -106,6 +106,21 @@ def test_claims_fail_on_the_reverse_findings(default, heads, failing):
         {"doubly_stochastic_faster", "clamp_previous_token_faster"})
 
 
+def test_a_variant_seed_that_never_reaches_bigram_fails_its_claim():
+    """Two variant seeds at step 100 and one that never gets there: not "sooner", whatever
+    the mean of the other two."""
+    sooner = [(0.5, 0.6, 0.7), (0.1, 0.1, 0.08), (0.2, 0.2, 0.01)]
+    stuck = [(0.5, 0.6, 0.7), (0.01, 0.05, 0.2), (0.01, 0.05, 0.2)]
+    numbers = {"default": [seed_numbers(_evals(PAPER_LIKE), 0, n_layers=2)] * 3,
+               "doubly-stochastic": [seed_numbers(_evals(kls), 0, n_layers=2)
+                                     for kls in (sooner, sooner, stuck)]}
+    headline = headline_numbers(numbers, LEVELS)
+    assert headline["doubly_stochastic.bigram_step"].value == 100  # the seeds that got there
+    found = claims(headline, ("doubly-stochastic",))
+    assert not found["doubly_stochastic_faster"].passed
+    assert found["doubly_stochastic_faster"].value == np.inf
+
+
 def test_previous_token_clamp_reads_the_token_before():
     (site, intervention), = previous_token_clamp(5, 2).items()
     assert site == "blocks.0.attn.pattern"

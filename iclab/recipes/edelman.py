@@ -292,13 +292,15 @@ def claims(headline: dict[str, Number], variants: tuple[str, ...]) -> dict[str, 
         "after earlier occurrences of the current one) for every seed (value: the worst "
         "seed)", worst("L1_induction", high=False),
         worst("L1_induction", high=False) > INDUCTION_BAR)
-    default_step = headline["bigram_step"].value
+    default_steps = headline["bigram_step"].per_seed
     for variant in variants:
-        step = headline[f"{variant.replace('-', '_')}.bigram_step"].value
-        ratio = np.inf if step is None or not default_step else step / default_step
+        steps = headline[f"{variant.replace('-', '_')}.bigram_step"].per_seed
+        reached = None not in steps and None not in default_steps
+        ratio = float(np.mean(steps) / np.mean(default_steps)) if reached else np.inf
         found[f"{variant.replace('-', '_')}_faster"] = claim(
             f"{variant}: the bigram solution comes sooner than with the default (mean first "
-            "step closest to bigram, over the default's; < 1 passes)", ratio, ratio < 1)
+            "step closest to bigram over the seeds, over the default's; inf where a seed "
+            "never gets there; < 1 passes)", ratio, ratio < 1)
     return found
 
 
