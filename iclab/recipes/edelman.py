@@ -334,10 +334,10 @@ def _strategies(store: RunStore, evals: pd.DataFrame, summary: Summary) -> Figur
                        label=None if seed != rows.seed.min() else name)
         loss_ax.plot(seed_rows.step, seed_rows.eval_loss, color=COLORS["model"], lw=1.5)
     kl_ax.set(xlabel="training step", ylabel="KL(strategy ‖ model), nats per token",
-              yscale="log", title="distance to each strategy")
+              xscale="log", yscale="log", title="distance to each strategy")
     kl_ax.legend(fontsize=8)
     loss_ax.set(xlabel="training step", ylabel="next-token cross-entropy (nats)",
-                title="loss and the strategies' levels")
+                xscale="log", title="loss and the strategies' levels")
     for name in STRATEGIES:
         level = summary.result.details["strategy_losses"][name]
         loss_ax.axhline(level, color=STRATEGY_COLORS[name], ls=":", lw=1)
@@ -345,10 +345,10 @@ def _strategies(store: RunStore, evals: pd.DataFrame, summary: Summary) -> Figur
                          va="bottom", color=STRATEGY_COLORS[name])
     save(figure, store.figures / "strategies.png")
     return "strategies.png", (
-        "Default training, one line per seed. Left: KL from each in-context strategy to the "
-        "model on held-out chains — closest first to uniform, then to unigram (the plateau), "
-        "then to bigram (the statistical induction head). Right: the loss, with each "
-        "strategy's own loss dotted (Edelman et al. 2024, Fig. 2).")
+        "Default training, one line per seed (log step axis). Left: KL from each "
+        "in-context strategy to the model on held-out chains — closest first to uniform, "
+        "then to unigram (the plateau), then to bigram (the statistical induction head). "
+        "Right: the loss, with each strategy's own loss dotted.")
 
 
 def _variants(store: RunStore, tables: dict[str, pd.DataFrame]) -> Figure:
@@ -364,21 +364,21 @@ def _variants(store: RunStore, tables: dict[str, pd.DataFrame]) -> Figure:
             ind_ax.plot(seed_rows.step, best_head(seed_rows, 1, "induction"),
                         color=VARIANT_COLORS[name], lw=1.5)
     kl_ax.set(xlabel="training step", ylabel="KL(bigram ‖ model), nats per token",
-              yscale="log", title="reaching the bigram solution")
+              xscale="log", yscale="log", title="reaching the bigram solution")
     kl_ax.legend(fontsize=8)
-    prev_ax.set(xlabel="training step", ylabel="attention on t − 1",
+    prev_ax.set(xlabel="training step", ylabel="attention on t − 1", xscale="log",
                 title="layer 1: previous-token score", ylim=(0, 1.02))
     prev_ax.axhline(PREVIOUS_TOKEN_BAR, color="0.5", ls=":", lw=1)
-    ind_ax.set(xlabel="training step", ylabel="attention after earlier copies",
+    ind_ax.set(xlabel="training step", ylabel="attention after earlier copies", xscale="log",
                title="layer 2: induction score", ylim=(0, 1.02))
     ind_ax.axhline(INDUCTION_BAR, color="0.5", ls=":", lw=1)
     save(figure, store.figures / "variants.png")
     return "variants.png", (
-        "Every training, one line per seed: the default chains, doubly stochastic chains "
-        "(no unigram information) and the default with layer 1 clamped to the previous "
-        "token (its previous-token score is 1 by construction). Left: KL to the bigram "
-        "strategy; middle and right: the head scores of the statistical induction head, "
-        "dotted at the claims' bars.")
+        "Every training, one line per seed (log step axis): the default chains, doubly "
+        "stochastic chains (no unigram information) and the default with layer 1 clamped "
+        "to the previous token (its previous-token score is 1 by construction). Left: KL "
+        "to the bigram strategy; middle and right: the head scores of the statistical "
+        "induction head, dotted at the claims' bars.")
 
 
 RECIPE = register(Recipe(
