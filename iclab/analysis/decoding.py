@@ -64,14 +64,20 @@ def decodability(features: Float[Array, "n d"], labels: Int[Array, " n"], *, n_c
 
 def decodability_probe(format: Format, *, layers: Sequence[int], n_classes: int,
                        labels: Callable[[Any], Int[Array, " batch"]] = lambda e: e.task_id,
-                       k: int = 10, penalty: float = 1e-3
+                       k: int = 10, penalty: float = 1e-3, keep: int = 0
                        ) -> Callable[[eqx.Module, Any], dict[str, Array]]:
     """A probe logging each layer's task decodability from its residual stream after the
     layer (``blocks.{layer}.resid_post``) at the last token.
 
     Names are ``L{layer}.decodability_knn`` and ``L{layer}.decodability_linear``. The
     evaluation episodes' ``labels`` (default: their ``task_id``) are the latent tasks.
+    With ``keep`` > 0 it also returns the features themselves of the first ``keep``
+    episodes, ``L{layer}.features`` (keep × d_model): an array, which the trainer stacks
+    over evaluations in the run's ``eval_arrays.npz`` (e.g. to project the
+    representations at several points of training).
     """
+    require(keep >= 0, "keep", keep, "must be an integer >= 0")
+
     def last_tokens(model: eqx.Module, episode: Any) -> list[Array]:
         _, cache = run_with_hooks(model, format.encode(episode),
                                   capture=["blocks.*.resid_post"])
@@ -88,6 +94,8 @@ def decodability_probe(format: Format, *, layers: Sequence[int], n_classes: int,
                                   penalty=penalty)
             for name, value in scores.items():
                 out[f"L{layer}.decodability_{name}"] = value
+            if keep:
+                out[f"L{layer}.features"] = features[:keep]
         return out
 
     return probe
