@@ -107,15 +107,15 @@ class HanConfig(Seeds):
         lasso_penalty: the Lasso baseline's penalty α.
     """
 
-    task: ConceptRegression = ConceptRegression(dim=8, n_context=16, n_concepts=4,
+    task: ConceptRegression = ConceptRegression(dim=8, n_context=8, n_concepts=4,
                                                 support_size=2)
     model: TransformerConfig = TransformerConfig(d_model=64, n_layers=4, n_heads=4)
-    train: TrainConfig = TrainConfig(steps=20_000, batch_size=64, lr=1e-3, eval_every=250,
-                                     checkpoint_every=1000, eval_size=1000)
+    train: TrainConfig = TrainConfig(steps=30_000, batch_size=64, lr=1e-3, eval_every=500,
+                                     checkpoint_every=2000, eval_size=1000)
     layer: int = 1
     knn_k: int = 10
     smoothing: int = 3
-    pca_prompts: int = 200
+    pca_prompts: int = 120
     eval_seed: int = 10_000
     curve_prompts: int = 2000
     patch_prompts: int = 1000
