@@ -111,10 +111,10 @@ def _curves(rise_at: int, drop_at: int, end: float = 0.95):
 
 
 def _arrays(model_error: float = 0.2, patch_ratio: float = 0.3) -> dict[str, np.ndarray]:
-    points = np.arange(17)
-    ols = np.clip(2.0 * (1 - points / 8), 0, None)  # (1 − n/d)·E|w|² below d, 0 from d
+    points = np.arange(9)  # n = 0 … N = 8
+    ols = 2.0 * (1 - points / 8)  # (1 − n/d)·E|w|² below d, 0 from d
     return {"points": points, "error.ols": ols, "error.lasso": ols / 2,
-            "error.oracle": np.zeros(17), "error.model": np.stack([ols * 0 + model_error] * 2),
+            "error.oracle": np.zeros(9), "error.model": np.stack([ols * 0 + model_error] * 2),
             "patch.moved": np.array([0.8, 0.6]), "patch.error_ratio": np.array([patch_ratio] * 2),
             "patch.own_error_ratio": np.array([2.0, 3.0])}
 
@@ -168,7 +168,7 @@ def test_numbers_and_claims_from_hand_made_results():
     (["--task.n-context", "6"], "task.n_context"),
     (["--task.support-size", "7", "--task.n-concepts", "1"], "task.support_size"),
     (["--knn-k", "501"], "knn_k"), (["--pca-prompts", "0"], "pca_prompts"),
-    (["--patch-context", "17"], "patch_context"), (["--smoothing", "0"], "smoothing"),
+    (["--patch-context", "9"], "patch_context"), (["--patch-context", "0"], "patch_context"), (["--smoothing", "0"], "smoothing"),
     (["--lasso-penalty", "0"], "lasso_penalty"), (["--patch-prompts", "0"], "patch_prompts"),
 ])
 def test_config_errors_name_the_field(option, field, tmp_path, capsys, cli_status):
