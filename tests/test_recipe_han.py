@@ -128,8 +128,7 @@ def test_coincidence_reads_the_log_loss_past_the_early_drop():
 
 def test_numbers_and_claims_from_hand_made_results():
     arrays = _arrays()
-    curves = {"seed_0": _curves(rise_at=500, drop_at=500),
-              "seed_1": _curves(rise_at=600, drop_at=500)}
+    curves = [_curves(rise_at=500, drop_at=500), _curves(rise_at=600, drop_at=500)]
     numbers = {name: n.value for name, n in headline_numbers(arrays, curves, CONFIG).items()}
     ols = np.mean(2.0 * (1 - np.arange(3, 8) / 8))  # n = 3 … 7
     assert numbers["ols_error"] == pytest.approx(ols)
@@ -148,7 +147,7 @@ def test_numbers_and_claims_from_hand_made_results():
     # Every claim reversed: decodability stuck below 0.9, the rise 300 steps after the
     # drop, the model as bad as least squares, patching barely moving the prediction.
     arrays = _arrays(model_error=ols, patch_ratio=0.8)
-    curves = {"seed_0": _curves(rise_at=800, drop_at=500, end=0.6)}
+    curves = [_curves(rise_at=800, drop_at=500, end=0.6)]
     found = claims(headline_numbers(arrays, curves, CONFIG), CONFIG)
     assert {name: c.passed for name, c in found.items()} == {
         "concept_encoded": False, "encoding_with_decoding": False,
@@ -156,7 +155,7 @@ def test_numbers_and_claims_from_hand_made_results():
     assert found["encoding_with_decoding"].value == pytest.approx(0.3)
     # Decodable at the end but already at initialisation: not a rise from chance.
     steps, knn, loss = _curves(rise_at=500, drop_at=500)
-    found = claims(headline_numbers(_arrays(), {"seed_0": (steps, knn * 0 + 0.95, loss)},
+    found = claims(headline_numbers(_arrays(), [(steps, knn * 0 + 0.95, loss)],
                                     CONFIG), CONFIG)
     assert not found["concept_encoded"].passed
 
@@ -168,7 +167,8 @@ def test_numbers_and_claims_from_hand_made_results():
     (["--task.n-context", "6"], "task.n_context"),
     (["--task.support-size", "7", "--task.n-concepts", "1"], "task.support_size"),
     (["--knn-k", "501"], "knn_k"), (["--pca-prompts", "0"], "pca_prompts"),
-    (["--patch-context", "9"], "patch_context"), (["--patch-context", "0"], "patch_context"), (["--smoothing", "0"], "smoothing"),
+    (["--patch-context", "9"], "patch_context"), (["--patch-context", "0"], "patch_context"),
+    (["--smoothing", "0"], "smoothing"),
     (["--lasso-penalty", "0"], "lasso_penalty"), (["--patch-prompts", "0"], "patch_prompts"),
 ])
 def test_config_errors_name_the_field(option, field, tmp_path, capsys, cli_status):

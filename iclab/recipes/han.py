@@ -36,6 +36,7 @@ import dataclasses
 import equinox as eqx
 import jax
 import numpy as np
+import pandas as pd
 
 from iclab.algorithms import (
     Lasso,
@@ -180,11 +181,8 @@ def run(config: HanConfig, context: RunContext) -> RecipeResult:
     context.store.write_arrays("results.npz", arrays)
 
     evals = context.store.read_table(f"{FOLDER}/eval_metrics.parquet")
-    curves = {f"seed_{seed}": rows.sort_values("step") for seed, rows in evals.groupby("seed")}
-    headline = headline_numbers(arrays, {name: (rows.step.to_numpy(),
-                                                rows[f"eval_L{config.layer}.decodability_knn"]
-                                                .to_numpy(), rows.eval_loss.to_numpy())
-                                         for name, rows in curves.items()}, config)
+    curves = [training_curves(evals[evals.seed == seed], config.layer) for seed in seeds]
+    headline = headline_numbers(arrays, curves, config)
     return RecipeResult(
         headline=headline, claims=claims(headline, config),
         model_size=model_size(config.model, models[0].model, 2 * task.n_context + 1,
@@ -248,6 +246,17 @@ def patching(models: list[ModelLearner], episodes: RegressionEpisode,
     return {name: np.asarray(values) for name, values in rows.items()}
 
 
+Curves = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""One seed's evaluation steps, k-NN decodability at the claims' layer and evaluation loss."""
+
+
+def training_curves(evals: pd.DataFrame, layer: int) -> Curves:
+    """One seed's :data:`Curves` from its rows of the evaluation table."""
+    rows = evals.sort_values("step")
+    return (rows.step.to_numpy(), rows[f"eval_L{layer}.decodability_knn"].to_numpy(),
+            rows.eval_loss.to_numpy())
+
+
 def coincidence(steps: np.ndarray, decodability: np.ndarray, loss: np.ndarray, *,
                 smoothing: int) -> tuple[float, float]:
     """The step of the steepest rise of the decodability and of the steepest drop of
@@ -258,24 +267,23 @@ def coincidence(steps: np.ndarray, decodability: np.ndarray, loss: np.ndarray, *
             steepest_step(steps, -smoothed(np.log(loss), smoothing)))
 
 
-def headline_numbers(arrays: dict[str, np.ndarray],
-                     curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                     config: HanConfig) -> dict[str, Number]:
-    """The numbers of the claims. ``curves`` holds per seed, in seed order, the evaluation
-    steps, the k-NN decodability at ``config.layer`` and the evaluation loss."""
+def headline_numbers(arrays: dict[str, np.ndarray], curves: list[Curves], config: HanConfig
+                     ) -> dict[str, Number]:
+    """The numbers of the claims, from the analysis arrays and each seed's training
+    curves (in seed order)."""
     chance = 1 / config.task.n_concepts
     layer, steps_total = config.layer, config.train.steps
     points = config.read_points
     where = f"n = {points.start} … {points.stop - 1}"
     found = [coincidence(steps, knn, loss, smoothing=config.smoothing)
-             for steps, knn, loss in curves.values()]
+             for steps, knn, loss in curves]
     model_error = arrays["error.model"][:, points].mean(axis=1)
     numbers = {
-        "decodability_start": over_seeds([float(knn[0]) for _, knn, _ in curves.values()],
+        "decodability_start": over_seeds([float(knn[0]) for _, knn, _ in curves],
                                          label=f"k-NN decodability of the concept at layer "
                                                f"{layer}, initialisation (chance "
                                                f"{chance:.2f})", unit="accuracy"),
-        "decodability_end": over_seeds([float(knn[-1]) for _, knn, _ in curves.values()],
+        "decodability_end": over_seeds([float(knn[-1]) for _, knn, _ in curves],
                                        label=f"k-NN decodability of the concept at layer "
                                              f"{layer}, end of training", unit="accuracy",
                                        paper=1.0),
