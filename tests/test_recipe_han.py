@@ -153,6 +153,11 @@ def test_numbers_and_claims_from_hand_made_results():
         "concept_encoded": False, "encoding_with_decoding": False,
         "beats_least_squares_below_d": False, "patching_moves_to_the_donor_concept": False}
     assert found["encoding_with_decoding"].value == pytest.approx(0.3)
+    # The steepest steps coincide, but the decodability barely rose: no rise to locate.
+    found = claims(headline_numbers(_arrays(), [_curves(rise_at=500, drop_at=500, end=0.6)],
+                                    CONFIG), CONFIG)
+    assert found["encoding_with_decoding"].value == 0.0
+    assert not found["encoding_with_decoding"].passed  # 0.6 < 0.25 + 0.5 · 0.75
     # Decodable at the end but already at initialisation: not a rise from chance.
     steps, knn, loss = _curves(rise_at=500, drop_at=500)
     found = claims(headline_numbers(_arrays(), [(steps, knn * 0 + 0.95, loss)],
