@@ -426,10 +426,8 @@ def _error_curves(store: RunStore, results: dict, config: dict) -> Figure:
                 label=None if seed else "transformer")
     for name, (label, color, style) in LINES.items():
         ax.plot(points, results[f"error.{name}"], color=color, ls=style, label=label)
-    ax.axvline(config["task"]["dim"], color="0.6", lw=1)
-    ax.annotate("n = d", (config["task"]["dim"], ax.get_ylim()[1] * 0.9), fontsize=8,
-                color="0.4")
-    ax.set(xlabel="in-context examples n", ylabel="squared error", yscale="symlog",
+    ax.axvline(config["task"]["dim"], color="0.6", lw=1, label="n = d")
+    ax.set(xlabel="in-context examples n", ylabel="squared error", ylim=(0, None),
            title="error of the prediction of point n")
     ax.legend(fontsize=7)
     save(figure, store.figures / "error_curves.png")
