@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from iclab.analysis import patch_scores, patched_predictions
@@ -19,6 +20,7 @@ from iclab.recipes.han import (
     HanConfig,
     claims,
     coincidence,
+    final_decodability,
     headline_numbers,
     patch_prompts,
     principal_components,
@@ -213,3 +215,12 @@ def test_tiny_run_writes_curves_patches_projections_and_figures_the_same_twice(t
     assert (out / "concepts" / "model.npz").exists()
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "decodability.png", "error_curves.png", "projections.png"]
+
+
+def test_final_decodability_reads_every_layer_at_the_last_evaluation():
+    evals = pd.DataFrame({"step": [0, 0, 500, 500], "seed": [1, 0, 1, 0],
+                          "eval_L0.decodability_knn": [0.2, 0.3, 0.5, 0.7],
+                          "eval_L1.decodability_knn": [0.25, 0.25, 0.9, 1.0]})
+    found = final_decodability(evals, 2)
+    assert found["decodability_end_L0"].per_seed == (0.7, 0.5)  # seed order
+    assert found["decodability_end_L1"].value == pytest.approx(0.95)

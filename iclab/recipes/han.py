@@ -185,7 +185,8 @@ def run(config: HanConfig, context: RunContext) -> RecipeResult:
 
     evals = context.store.read_table(f"{FOLDER}/eval_metrics.parquet")
     curves = [training_curves(evals[evals.seed == seed], config.layer) for seed in seeds]
-    headline = headline_numbers(arrays, curves, config)
+    headline = {**headline_numbers(arrays, curves, config),
+                **final_decodability(evals, config.model.n_layers)}
     return RecipeResult(
         headline=headline, claims=claims(headline, config),
         model_size=model_size(config.model, models[0].model, 2 * task.n_context + 1,
@@ -321,6 +322,17 @@ def headline_numbers(arrays: dict[str, np.ndarray], curves: list[Curves], config
         [float(e) / numbers["ols_error"].value for e in model_error],
         label=f"model's / least squares' squared error, {where}")
     return numbers
+
+
+def final_decodability(evals: pd.DataFrame, n_layers: int) -> dict[str, Number]:
+    """Every layer's k-NN decodability at the last evaluation (``decodability_end_L{l}``),
+    beside the claims' layer: where in depth the concept is encoded."""
+    final = evals[evals.step == evals.step.max()].sort_values("seed")
+    return {f"decodability_end_L{layer}": over_seeds(
+                final[f"eval_L{layer}.decodability_knn"].tolist(),
+                label=f"k-NN decodability of the concept at layer {layer}, end of training",
+                unit="accuracy")
+            for layer in range(n_layers)}
 
 
 def claims(headline: dict[str, Number], config: HanConfig) -> dict[str, Claim]:
