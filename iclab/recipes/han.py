@@ -25,7 +25,7 @@ and at the same time to *decode* it, applying the concept's algorithm. Tested he
 
 Garg et al.'s (2022) format (x and [y, 0, …] tokens interleaved, every point predicted from
 the pairs before it), so the error at every n comes from one pass. Defaults are CPU-sized
-(d = 8, K = 4 disjoint supports of s = 2 coordinates, N = 16 pairs, 4 layers of width 64);
+(d = 8, K = 4 disjoint supports of s = 2 coordinates, N = 8 pairs, 4 layers of width 64);
 docs/recipes/han.md compares them with the paper's.
 """
 
@@ -92,7 +92,7 @@ class HanConfig(Seeds):
 
     Attributes:
         task: the mixture of concepts: d = 8, K = 4 concepts with disjoint supports of
-            s = 2 coordinates, N = 16 noiseless pairs (the error is read for every n ≤ N).
+            s = 2 coordinates, N = 8 noiseless pairs (the error is read for every n ≤ N).
         model: GPT-2-style pre-LayerNorm causal transformer with learned positions, a
             linear read-in of the d-wide tokens and a read-out of one number.
         train: Adam on ½·squared error over every point.
