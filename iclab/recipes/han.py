@@ -371,11 +371,10 @@ def _decodability(store: RunStore, config: dict) -> Figure:
     n_layers, chance = config["model"]["n_layers"], 1 / config["task"]["n_concepts"]
     seeds = sorted(evals.seed.unique())
     figure, axes = subplots(ncols=len(seeds), width=5.5, height=4.0)
-    colors = [f"C{layer}" for layer in range(n_layers)]
     for ax, seed in zip(axes, seeds, strict=True):
         rows = evals[evals.seed == seed].sort_values("step")
         for layer in range(n_layers):
-            ax.plot(rows.step, rows[f"eval_L{layer}.decodability_knn"], color=colors[layer],
+            ax.plot(rows.step, rows[f"eval_L{layer}.decodability_knn"], color=f"C{layer}",
                     lw=2.5 if layer == config["layer"] else 1.2, label=f"layer {layer}")
         ax.set(xlabel="training step", ylabel="k-NN decodability of the concept",
                ylim=(0, 1.05), title=f"seed {seed}")
