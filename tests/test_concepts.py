@@ -15,6 +15,8 @@ import pytest
 from iclab.algorithms import (
     OnCoordinates,
     Ridge,
+    next_point_predictions,
+    oracle_point_predictions,
     oracle_prefix_predictions,
     prefix_predictions,
 )
@@ -69,6 +71,37 @@ def test_the_oracle_is_least_squares_on_the_concepts_coordinates(getkey):
             assert got[b, n - 1] == pytest.approx(
                 float(w @ np.asarray(episodes.query_x[b], np.float64)[columns]), rel=1e-4,
                 abs=1e-5)
+
+
+def test_the_point_oracle_fits_every_point_on_the_given_concepts_coordinates(getkey):
+    """Every point from the pairs before it, on the support ``task_id`` names: the episode's
+    own concept (exact from s = 3 noiseless pairs on), or another one (a wrong-support fit)."""
+    task = ConceptRegression(dim=6, n_context=5, n_concepts=2, support_size=3)
+    episodes = task.sample(getkey(), 8)
+    own = np.asarray(oracle_point_predictions(Ridge(), task.supports, episodes))
+    targets = np.concatenate([episodes.context_y, episodes.query_y[:, None]], axis=1)
+    np.testing.assert_allclose(own[:, 3:], targets[:, 3:], atol=1e-4)
+    swapped = eqx.tree_at(lambda e: e.task_id, episodes, 1 - episodes.task_id)
+    other = np.asarray(oracle_point_predictions(Ridge(), task.supports, swapped))
+    supports = np.asarray(task.supports)
+    for b in range(8):
+        expected = next_point_predictions(
+            OnCoordinates(Ridge(), jnp.asarray(supports[1 - int(episodes.task_id[b])])),
+            jax.tree.map(lambda a, b=b: a[b:b + 1], episodes))[0]
+        np.testing.assert_allclose(other[b], expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(other[:, 3:] - targets[:, 3:]).mean() > 0.1
+
+
+def test_episodes_of_given_concepts_follow_them(getkey):
+    task = ConceptRegression(dim=8, n_context=3, n_concepts=4, support_size=2)
+    concept = jnp.array([3, 0, 2, 2, 1])
+    episodes = task.sample_concepts(getkey(), concept)
+    np.testing.assert_array_equal(episodes.task_id, concept)
+    w, supports = np.asarray(episodes.weights), np.asarray(task.supports)
+    for b, c in enumerate(np.asarray(concept)):
+        assert set(np.flatnonzero(w[b])) == set(supports[c])
+    np.testing.assert_allclose(episodes.query_y,
+                               np.einsum("bd,bd->b", episodes.query_x, w), rtol=1e-5, atol=1e-6)
 
 
 def test_a_restricted_learner_fits_a_mask_as_its_prefixes(getkey):

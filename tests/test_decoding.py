@@ -88,3 +88,19 @@ def test_probe_reads_each_layers_last_token(getkey):
     assert str(error.value) == "layers=[2] is invalid: must name layers of the model: 0 … 1"
     with pytest.raises(ConfigError, match=r"^k="):
         decodability(features[:10], episodes.task_id[:10], n_classes=3, k=10)
+
+
+def test_probe_keeps_the_first_episodes_features_when_asked(getkey):
+    task = ConceptRegression(dim=6, n_context=4, n_concepts=3, support_size=2)
+    fmt = InterleavedTokens()
+    model = TransformerConfig(d_model=16, n_layers=2, n_heads=2, max_len=9).build(
+        6, 1, key=getkey())
+    episodes = task.sample(getkey(), 32)
+    got = eqx.filter_jit(decodability_probe(fmt, layers=[1], n_classes=3, k=3, keep=5))(
+        model, episodes)
+    _, cache = jax.vmap(lambda e: run_with_hooks(model, fmt.encode(e),
+                                                 capture=["blocks.1.resid_post"]))(episodes)
+    np.testing.assert_allclose(np.asarray(got["L1.features"]),
+                               np.asarray(cache["blocks.1.resid_post"][:5, -1]), atol=1e-6)
+    with pytest.raises(ConfigError, match=r"^keep=-1"):
+        decodability_probe(fmt, layers=[1], n_classes=3, keep=-1)

@@ -21,6 +21,7 @@ from iclab.analysis.phases import (
     label_bag_accuracy,
     phase2_accuracy,
     phase_table,
+    steepest_step,
     summarise_phases,
     with_rising,
 )
@@ -352,3 +353,12 @@ def test_phase_row_is_stored_as_plain_json():
                           "steepest_gain_per_100_steps", "rising"]
     assert data["dominant"] == ["bigram", "bigram"]
     assert data["circuits"] == {"layer_0": {"bigram": 0.9}}
+
+
+def test_steepest_step_is_the_middle_of_the_fastest_rise_per_step():
+    steps = np.array([0, 100, 200, 400, 500])
+    values = np.array([0.0, 0.1, 0.3, 0.9, 1.0])  # gains per step: .001, .002, .003, .001
+    assert steepest_step(steps, values) == 300.0
+    assert steepest_step(steps, -values[::-1]) == 150.0  # falling by .6 over 100 → 200
+    with pytest.raises(ValueError, match="one evaluation"):
+        steepest_step(steps[:1], values[:1])

@@ -42,7 +42,12 @@ from iclab.algorithms.sequence_classifiers import (
     online_sgd_logits,
     tune_online_sgd_lr,
 )
-from iclab.algorithms.support import OnCoordinates, OnFeatures, oracle_prefix_predictions
+from iclab.algorithms.support import (
+    OnCoordinates,
+    OnFeatures,
+    oracle_point_predictions,
+    oracle_prefix_predictions,
+)
 from iclab.algorithms.trees import BoostedTrees, GreedyTree, SklearnLearner
 from iclab.algorithms.tuning import log_grid_search, tune_gd, tune_gd_plus_plus
 
@@ -85,6 +90,7 @@ __all__ = [
     "next_point_targets",
     "ngram_strategy",
     "online_sgd_logits",
+    "oracle_point_predictions",
     "oracle_prefix_predictions",
     "point_curve",
     "point_predictions",

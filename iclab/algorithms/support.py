@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from iclab.algorithms.prefix import ContextLearner, map_episodes, query_prefix_fits
@@ -80,3 +81,21 @@ def oracle_prefix_predictions(learner: ContextLearner, supports: Int[Array, "con
 
     return map_episodes(one, episodes, chunk)
 
+
+@eqx.filter_jit
+def oracle_point_predictions(learner: ContextLearner, supports: Int[Array, "concepts s"],
+                             episodes: RegressionEpisode, chunk: int = 32
+                             ) -> Float[Array, "batch points"]:
+    """Like :func:`~iclab.algorithms.next_point_predictions` (Garg et al.'s convention:
+    every point n = 0 … N predicted from the n pairs before it), with each episode's
+    ``learner`` restricted to the coordinates ``supports[episode.task_id]``: with the
+    episode's own concept, the oracle that is told the concept; with another concept in
+    ``task_id``, what that concept's learner predicts from the same context."""
+    require(chunk >= 1, "chunk", chunk, "must be an integer >= 1")
+
+    def one(episode: RegressionEpisode) -> Float[Array, " points"]:
+        queries = jnp.concatenate([episode.context_x, episode.query_x[None]])
+        return OnCoordinates(learner, supports[episode.task_id]).prefix_fits(
+            episode.context_x, episode.context_y, queries)
+
+    return map_episodes(one, episodes, chunk)

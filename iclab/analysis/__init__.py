@@ -29,6 +29,8 @@ from iclab.analysis.decoding import (
     decodability,
     decodability_probe,
     knn_classify,
+    patch_scores,
+    patched_predictions,
     ridge_classify,
 )
 from iclab.analysis.phases import (
@@ -47,6 +49,7 @@ from iclab.analysis.phases import (
     phase_table,
     smoothed,
     steepest_gain,
+    steepest_step,
     summarise_phases,
     with_rising,
 )
@@ -68,11 +71,11 @@ __all__ = [
     "context_label_accuracy", "decodability", "decodability_probe", "error_cosine", "find_phases",
     "find_transitions", "icl_curve", "ila1", "implicit_weights", "induction_strength", "jump_step",
     "knn_classify", "label_attention", "label_bag_accuracy", "layer_r2", "layer_readouts",
-    "layer_states", "markov_probe", "phase2_accuracy", "phase_table", "prediction_cosine",
-    "prediction_difference",
-    "prefix_matching_score", "previous_token_score", "r2_score", "readout_predictions",
-    "readout_r2", "relative_error_after_scale", "repeated_random_tokens", "ridge_classify",
-    "ridge_fit", "sensitivities", "sensitivity_cosine", "sensitivity_difference", "shift_curve",
-    "smoothed", "squared_prediction_difference", "steepest_gain", "summarise_phases", "tila2",
-    "tla2", "weight_distance", "with_rising",
+    "layer_states", "markov_probe", "patch_scores", "patched_predictions", "phase2_accuracy",
+    "phase_table", "prediction_cosine", "prediction_difference", "prefix_matching_score",
+    "previous_token_score", "r2_score", "readout_predictions", "readout_r2",
+    "relative_error_after_scale", "repeated_random_tokens", "ridge_classify", "ridge_fit",
+    "sensitivities", "sensitivity_cosine", "sensitivity_difference", "shift_curve", "smoothed",
+    "squared_prediction_difference", "steepest_gain", "steepest_step", "summarise_phases",
+    "tila2", "tla2", "weight_distance", "with_rising",
 ]

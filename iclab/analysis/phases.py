@@ -349,6 +349,17 @@ def steepest_gain(steps: np.ndarray, values: np.ndarray, start: int, end: int) -
     return float(np.max(gains, initial=0.0))
 
 
+def steepest_step(steps: Int[ArrayLike, " step"], values: Float[ArrayLike, " step"]) -> float:
+    """Where a logged curve rises fastest: the step halfway between the two consecutive
+    evaluations with the largest gain per step (the first, on a tie). For a falling curve
+    (a loss), pass its negation. :func:`steepest_gain` says how steep the rise is."""
+    steps, values = _validated(steps, values)
+    if len(steps) < 2:
+        raise ValueError("a curve of one evaluation has no rise")
+    index = int(np.argmax(np.diff(values) / np.diff(steps)))
+    return float(steps[index] + steps[index + 1]) / 2
+
+
 def with_rising(table: Sequence[PhaseRow]) -> list[PhaseRow]:
     """Each phase with its ``rising`` circuit per layer: the metric (TILA2 aside) whose
     phase mean grew most since the previous phase, if it grew by at least

@@ -10,6 +10,7 @@ from iclab.recipes import (
     fu,
     garg,
     gpicl_pool,
+    han,
     hochreiter,
     kirsch,
     minegishi,
@@ -22,6 +23,6 @@ from iclab.recipes import (
 from iclab.recipes.registry import RECIPES, Recipe, get_recipe
 
 __all__ = ["RECIPES", "Recipe", "akyurek", "architectures", "bursty", "chan", "edelman",
-           "fast_weights",
-           "fu", "garg", "get_recipe", "gpicl_pool", "hochreiter", "kirsch", "minegishi",
+           "fast_weights", "fu", "garg", "get_recipe", "gpicl_pool", "han", "hochreiter",
+           "kirsch", "minegishi",
            "raventos", "raventos_pool", "reddy", "rnn_vs_transformer", "von_oswald"]

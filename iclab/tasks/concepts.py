@@ -75,8 +75,17 @@ class ConceptRegression:
 
     def sample(self, key: PRNGKeyArray, batch_size: int) -> RegressionEpisode:
         """Draw ``batch_size`` independent episodes; a pure function of ``key``."""
-        key_concept, key_w, key_x, key_noise = jax.random.split(key, 4)
-        concept = jax.random.randint(key_concept, (batch_size,), 0, self.n_concepts)
+        key_concept, key_rest = jax.random.split(key)
+        return self.sample_concepts(
+            key_rest, jax.random.randint(key_concept, (batch_size,), 0, self.n_concepts))
+
+    def sample_concepts(self, key: PRNGKeyArray, concept: Int[Array, " batch"]
+                        ) -> RegressionEpisode:
+        """One episode of each given concept (weights, inputs and noise drawn as
+        :meth:`sample` draws them): e.g. the donor sequences of an activation patch, whose
+        concept is chosen rather than drawn."""
+        batch_size = concept.shape[0]
+        key_w, key_x, key_noise = jax.random.split(key, 3)
         values = jax.random.normal(key_w, (batch_size, self.support_size))
         rows = jnp.arange(batch_size)[:, None]
         w = jnp.zeros((batch_size, self.dim)).at[rows, self.supports[concept]].set(values)
