@@ -1,7 +1,7 @@
 """Every benchmark and the recipes' runs that fit, in one command and one time budget —
 made to measure a lent GPU the moment one is at hand.
 
-Seven sections run in this order, each timed and given a share of ``--budget-s`` (default
+Eight sections run in this order, each timed and given a share of ``--budget-s`` (default
 480 s; what a section leaves unused passes on to the later ones in proportion to their
 shares). A setting that would not fit in what is left becomes a "skipped: budget" row
 instead of overrunning, and a section that fails becomes an error row; the rest still run.
@@ -16,13 +16,16 @@ minegishi       0.14   ``benchmarks/minegishi_throughput.py``: the minegishi rec
 ratio           0.12   the same von-oswald (batch 2048) and minegishi (batch 128) training
                        chunk on ``jax.devices("cpu")[0]`` and on the accelerator, in this
                        process: the accelerator's speed-up (n/a without one)
-seeds           0.16   many vmapped seeds: steps/s and tasks/s of both models' training at
+seeds           0.12   many vmapped seeds: steps/s and tasks/s of both models' training at
                        1, 8, 64, 256 seeds (compile time of each)
 sweep           0.08   a sweep's grouped program: 16, 64, 256 minegishi points (learning
                        rates lifted) as one program, against one ordinary run's steps/s
-recipes         0.28   ``iclab.run`` of von-oswald's default and the --quick presets of
+recipes         0.22   ``iclab.run`` of von-oswald's default and the --quick presets of
                        reddy, kirsch, minegishi and rnn-vs-transformer, each in its own
                        process killed at the budget: wall time, steps/s, claims passed
+families        0.10   ``benchmarks/families_throughput.py``: every model family of the
+                       architectures recipe (transformer, LSTM, GRU, Mamba, fast weights,
+                       Titans) training on its tasks: steps/s against the transformer's
 largest_batch   0.12   one seed's batch doubled until XLA runs out of memory or 2^22 tasks
                        per step: the largest that ran and its throughput; last, since it
                        may leave the accelerator's memory pool full
@@ -66,8 +69,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-# minegishi_throughput and train_throughput are the scripts beside this one: benchmarks/ is
-# not a package, and Python puts the running script's folder on sys.path.
+# families_throughput, minegishi_throughput and train_throughput are the scripts beside
+# this one: benchmarks/ is not a package, and Python puts the running script's folder on
+# sys.path.
+import families_throughput as ft
 import jax
 import jax.numpy as jnp
 import minegishi_throughput as mt
@@ -77,6 +82,7 @@ import train_throughput as tt
 
 import iclab
 from iclab.config import flatten
+from iclab.recipes.architectures import ArchitecturesConfig
 from iclab.recipes.classification.setup import PAPER_TRAINING
 from iclab.train import TrainConfig, Trainer
 from iclab.train.group import GroupProgram
@@ -128,6 +134,8 @@ class Plan:
         recipes: the recipe runs, in order of priority.
         sweep_points: points (minegishi learning rates) trained as one program in the sweep
             section, after one ordinary run.
+        families: the architectures recipe's tasks on which the families section times
+            every model family.
     """
 
     name: str
@@ -148,6 +156,7 @@ class Plan:
     batch_steps: int
     recipes: tuple[RecipeRun, ...]
     sweep_points: tuple[int, ...]
+    families: tuple[str, ...]
 
 
 FULL = Plan(
@@ -159,7 +168,7 @@ FULL = Plan(
     recipes=(RecipeRun("von-oswald", "default", {}), RecipeRun("reddy", "quick", {}),
              RecipeRun("kirsch", "quick", {}), RecipeRun("minegishi", "quick", {}),
              RecipeRun("rnn-vs-transformer", "quick", {})),
-    sweep_points=(16, 64, 256))
+    sweep_points=(16, 64, 256), families=("regression", "recall", "bursty"))
 SHORT = Plan(
     name="short", throughput=((1, 2048), (8, 512)), pieces=False, repeats=3,
     tasks_per_chunk=tt.TASKS_PER_CHUNK // 4, min_steps=4, vo_batch=2048,
@@ -168,7 +177,7 @@ SHORT = Plan(
     seeds=(1, 8),
     batch_start={"minegishi": 128, "von-oswald": 2048}, batch_cap=8192, batch_steps=4,
     recipes=(RecipeRun("von-oswald", "default", {"train": {"steps": 500}}),),
-    sweep_points=(4, 16))
+    sweep_points=(4, 16), families=("regression",))
 SMOKE = Plan(  # settings repeat shapes so that most chunks are compiled once only
     name="smoke", throughput=((1, 64),), pieces=False, repeats=1, tasks_per_chunk=256,
     min_steps=4, vo_batch=64,
@@ -180,7 +189,7 @@ SMOKE = Plan(  # settings repeat shapes so that most chunks are compiled once on
     recipes=(RecipeRun("von-oswald", "default", {
         "train": {"steps": 8, "eval_every": 4, "checkpoint_every": 8, "eval_size": 64},
         "tuning_size": 64, "shift_episodes": 16}),),
-    sweep_points=(2,))
+    sweep_points=(2,), families=("regression",))
 
 
 class Budget:
@@ -395,6 +404,23 @@ def section_seeds(plan: Plan, budget: Budget) -> tuple[list[dict], dict]:
     return rows, {}
 
 
+def section_families(plan: Plan, budget: Budget) -> tuple[list[dict], dict]:
+    rate = mt.matmul_rate(2048, plan.matmul[2048], plan.matmul_inner)
+    rows: list[dict[str, Any]] = []
+    last = 0.0
+    for task in plan.families:
+        for setting, family, trainer in ft.family_trainers(ArchitecturesConfig(), task):
+            if not budget.fits(last):
+                rows.append(skipped(task=setting.name, family=family))
+                continue
+            started = time.perf_counter()
+            rows.append(ft.measure_family(setting, family, trainer, plan.repeats,
+                                          rate["gflops"]))
+            last = time.perf_counter() - started
+            log(f"  {setting.name} {family}: {rows[-1]['steps_per_s']:.1f} steps/s")
+    return rows, {"matmul_2048": rate}
+
+
 def section_largest_batch(plan: Plan, budget: Budget) -> tuple[list[dict], dict]:
     rows: list[dict[str, Any]] = []
     largest: dict[str, Any] = {}
@@ -539,7 +565,7 @@ SECTIONS = (
              ("accelerator_steps_per_s", "accelerator steps/s", ".1f"),
              ("ratio", "accelerator / CPU", ".1f"), ("cpu_first_chunk_s", "CPU compile s", ".1f"),
              ("accelerator_first_chunk_s", "accel. compile s", ".1f"), ("note", "note", "s"))),
-    Section("seeds", "many vmapped seeds (training chunks)", 0.16, section_seeds,
+    Section("seeds", "many vmapped seeds (training chunks)", 0.12, section_seeds,
             (("model", "model", "s"), ("seeds", "seeds", "d"), ("batch", "batch", "d"),
              ("steps_per_chunk", "steps", "d"), ("steps_per_s", "steps/s", ".1f"),
              ("tasks_per_s", "tasks/s", ".3g"), ("first_chunk_s", "compile + 1st s", ".1f"),
@@ -551,11 +577,18 @@ SECTIONS = (
              ("share_of_single", "of one run's steps/s", ".0%"),
              ("first_chunk_s", "compile + 1st s", ".1f"),
              ("other_processes_cpu_share", "busy", ".0%"), ("note", "note", "s"))),
-    Section("recipes", "the recipes' runs that fit (iclab.run, one process each)", 0.28,
+    Section("recipes", "the recipes' runs that fit (iclab.run, one process each)", 0.22,
             section_recipes,
             (("run", "run", "s"), ("status", "status", "s"), ("wall_s", "wall s", ".0f"),
              ("train_steps", "train steps", "d"), ("steps_per_s", "steps/s (whole run)", ".1f"),
              ("claims_passed", "claims passed", "s"), ("note", "note", "s"))),
+    Section("families", "every model family of the architectures recipe, training "
+            "(benchmarks/families_throughput.py)", 0.10, section_families,
+            (("task", "task", "s"), ("family", "family", "s"), ("steps_per_s", "steps/s", ".1f"),
+             ("compile_and_first_chunk_s", "compile + 1st s", ".1f"),
+             ("floor_steps_per_s", "floor steps/s", ".0f"),
+             ("fraction_of_floor", "% floor", ".1%"),
+             ("other_processes_cpu_share", "busy", ".0%"), ("note", "note", "s"))),
     Section("largest_batch", "the largest batch that fits (1 seed, doubling)", 0.12,
             section_largest_batch,
             (("model", "model", "s"), ("batch", "batch", "d"), ("steps_per_s", "steps/s", ".1f"),
@@ -653,6 +686,10 @@ def headline(name: str, rows: list[dict[str, Any]], result: dict[str, Any]) -> s
         ran = [r for r in rows if "status" in r]
         return "; ".join(f"{r['run'].split(' (')[0]}: {r['status']}, "
                          f"claims {r.get('claims_passed', '-')}" for r in ran) or "none ran"
+    if name == "families" and done:
+        tf = {r["task"]: r["steps_per_s"] for r in done if r["family"] == "transformer"}
+        return "; ".join(f"{r['task']} {r['family']} ×{r['steps_per_s'] / tf[r['task']]:.2f}"
+                         for r in done if r["family"] != "transformer" and r["task"] in tf)
     if name == "largest_batch" and "largest" in result:
         return "; ".join(f"{m} {v['batch']} ({v['stopped_by']})"
                          for m, v in result["largest"].items())

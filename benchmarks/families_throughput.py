@@ -24,6 +24,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,39 +33,52 @@ from typing import Any
 import minegishi_throughput as mt
 import train_throughput as tt
 
-from iclab.recipes.architectures import ArchitecturesConfig
+from iclab.recipes.architectures import ArchitecturesConfig, Setting
 from iclab.train import Trainer
 
 CHUNK = 100
 
 
-def measure(config: ArchitecturesConfig, task: str, repeats: int,
-            matmul_gflops: float) -> list[dict[str, Any]]:
-    """One row per family on ``task`` (recall: its middle number of pairs)."""
+def family_trainers(config: ArchitecturesConfig, task: str
+                    ) -> Iterator[tuple[Setting, str, Trainer]]:
+    """Each family's trainer on ``task`` (recall: its middle number of pairs), the
+    transformer first, built as the recipe builds them; one at a time, as they are timed."""
     settings = config.settings(task)
     setting = settings[len(settings) // 2]
     d_in = setting.format.token_dim(setting.task.dim)
-    rows = []
     for family, architecture in config.models(task)[setting.name].items():
         def build(key, architecture=architecture):
             return architecture.build(d_in, setting.d_out, key=key)
 
-        trainer = Trainer(setting.task, setting.format, build, setting.train)
-        state = trainer.init([0])
-        start = time.perf_counter()
-        state, _ = trainer.run_chunk(state, CHUNK)
-        compile_s = time.perf_counter() - start
-        seconds, others = tt.time_calls(lambda s, t=trainer: t.run_chunk(s, CHUNK)[0], state,
-                                        repeats)
-        steps_per_s = CHUNK / statistics.median(seconds)
-        flops = mt.xla_flops(trainer, state)
-        floor = matmul_gflops * 1e9 / flops if flops else None
-        rows.append({"task": setting.name, "family": family,
-                     "batch": setting.train.batch_size, "seq_len": setting.seq_len,
-                     "steps_per_s": steps_per_s, "compile_and_first_chunk_s": compile_s,
-                     "flops_per_step": flops, "floor_steps_per_s": floor,
-                     "fraction_of_floor": steps_per_s / floor if floor else None,
-                     "other_processes_cpu_share": others})
+        yield setting, family, Trainer(setting.task, setting.format, build, setting.train)
+
+
+def measure_family(setting: Setting, family: str, trainer: Trainer, repeats: int,
+                   matmul_gflops: float) -> dict[str, Any]:
+    """One row: ``trainer``'s steps/s over ``repeats`` chunks after the one that compiles,
+    with its floor from XLA's FLOP count of a step."""
+    state = trainer.init([0])
+    start = time.perf_counter()
+    state, _ = trainer.run_chunk(state, CHUNK)
+    compile_s = time.perf_counter() - start
+    seconds, others = tt.time_calls(lambda s: trainer.run_chunk(s, CHUNK)[0], state, repeats)
+    steps_per_s = CHUNK / statistics.median(seconds)
+    flops = mt.xla_flops(trainer, state)
+    floor = matmul_gflops * 1e9 / flops if flops else None
+    return {"task": setting.name, "family": family, "batch": setting.train.batch_size,
+            "seq_len": setting.seq_len, "steps_per_s": steps_per_s,
+            "compile_and_first_chunk_s": compile_s, "flops_per_step": flops,
+            "floor_steps_per_s": floor,
+            "fraction_of_floor": steps_per_s / floor if floor else None,
+            "other_processes_cpu_share": others}
+
+
+def measure(config: ArchitecturesConfig, task: str, repeats: int,
+            matmul_gflops: float) -> list[dict[str, Any]]:
+    """One row per family on ``task``, printed as it is measured."""
+    rows = []
+    for setting, family, trainer in family_trainers(config, task):
+        rows.append(measure_family(setting, family, trainer, repeats, matmul_gflops))
         print_row(rows[-1], rows[0]["steps_per_s"])
     return rows
 
