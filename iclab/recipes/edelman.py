@@ -386,7 +386,7 @@ RECIPE = register(Recipe(
     paper="Edelman, Tsilivis, Edelman, Malach and Goel (2024), The evolution of statistical "
           "induction heads: in-context learning Markov chains (NeurIPS)",
     description="A two-layer attention-only transformer on in-context Markov chains passes "
-                "uniform → unigram → bigram (a statistical induction head); doubly "
-                "stochastic chains and a clamped layer 1 reach bigram sooner (Edelman et al. "
+                "uniform → unigram → bigram (a statistical induction head); do doubly "
+                "stochastic chains and a clamped layer 1 reach bigram sooner? (Edelman et al. "
                 "2024)",
     config_type=EdelmanConfig, run=run, figures=figures, quick=quick))
