@@ -8,6 +8,7 @@ fixed episodes rather than read once from the last batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -54,20 +55,11 @@ def circuit_probe(format: Format, attention_maps: bool = False,
         if attention_maps:
             out["attention_maps"] = jnp.stack([cache[f"blocks.{layer}.attn.pattern"]
                                                for layer in range(len(cache))])
-        for site, pattern in cache.items():
-            layer = site.split(".")[1]
-            per_head = {name: metric(pattern) for name, metric in CIRCUIT_METRICS.items()}
-            per_head["tila2"] = tila2(pattern, episode.context_classes, episode.query_class)
-            for name, values in per_head.items():
-                for head, value in enumerate(values):
-                    out[f"L{layer}H{head}.{name}"] = value
-        return out
+        return out | per_head(cache, lambda pattern: {
+            **{name: metric(pattern) for name, metric in CIRCUIT_METRICS.items()},
+            "tila2": tila2(pattern, episode.context_classes, episode.query_class)})
 
-    def probe(model: eqx.Module, episodes: ClassificationEpisode) -> dict[str, Array]:
-        per_episode = jax.vmap(lambda episode: scores(model, episode))(episodes)
-        return {name: jnp.mean(values, axis=0) for name, values in per_episode.items()}
-
-    return probe
+    return averaged(scores, jnp.mean)
 
 
 def markov_probe(format: Format, *, n_states: int, order: int = 1,
@@ -95,17 +87,33 @@ def markov_probe(format: Format, *, n_states: int, order: int = 1,
         strategies = markov_strategies(episode.inputs, n_states, order, concentration)
         out = {f"kl_{name}": jnp.mean(kl_to_strategy(format.decode(logits), probs))
                for name, probs in strategies.items()}
-        for site, pattern in cache.items():
-            layer = site.split(".")[1]
-            per_head = {"previous_token": previous_token_score(pattern),
-                        "induction": prefix_matching_score(pattern, episode.inputs)}
-            for name, values in per_head.items():
-                for head, value in enumerate(values):
-                    out[f"L{layer}H{head}.{name}"] = value
-        return out
+        return out | per_head(cache, lambda pattern: {
+            "previous_token": previous_token_score(pattern),
+            "induction": prefix_matching_score(pattern, episode.inputs)})
 
-    def probe(model: eqx.Module, episodes: MarkovEpisode) -> dict[str, Array]:
+    # A sequence with no repeated token has no induction score (NaN): the mean skips it.
+    return averaged(scores, jnp.nanmean)
+
+
+def per_head(cache: Mapping[str, Array],
+             metrics: Callable[[Array], Mapping[str, Array]]) -> dict[str, Array]:
+    """``L{layer}H{head}.{metric}`` for every captured attention pattern
+    (``blocks.{layer}.attn.pattern``) and every per-head metric ``metrics(pattern)``
+    returns."""
+    out = {}
+    for site, pattern in cache.items():
+        layer = site.split(".")[1]
+        for name, values in metrics(pattern).items():
+            for head, value in enumerate(values):
+                out[f"L{layer}H{head}.{name}"] = value
+    return out
+
+
+def averaged(scores: Callable[[eqx.Module, Any], dict[str, Array]],
+             mean: Callable[..., Array]) -> Callable[[eqx.Module, Any], dict[str, Array]]:
+    """The probe ``scores`` makes of one episode, averaged by ``mean`` over a batch."""
+    def probe(model: eqx.Module, episodes: Any) -> dict[str, Array]:
         per_episode = jax.vmap(lambda episode: scores(model, episode))(episodes)
-        return {name: jnp.nanmean(values, axis=0) for name, values in per_episode.items()}
+        return {name: mean(values, axis=0) for name, values in per_episode.items()}
 
     return probe

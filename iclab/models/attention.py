@@ -115,10 +115,10 @@ class MultiHeadAttention(eqx.Module):
         if seq > self.relative.shape[0]:
             raise ValueError(f"sequence of {seq} tokens exceeds model.max_len="
                              f"{self.relative.shape[0]} (relative positions)")
-        offset = jnp.arange(seq)[rows, None] - jnp.arange(seq)[None, :]
-        embeddings = jnp.where((offset >= 0)[..., None, None],
-                               self.relative[jnp.clip(offset, 0)], 0.0)  # (rows, seq, h, k)
-        return jnp.einsum("hrk,rshk->hrs", q, embeddings)
+        by_offset = jnp.einsum("hrk,ohk->hro", q, self.relative[:seq])  # q_i·r_o, o < seq
+        offset = jnp.arange(seq)[rows, None] - jnp.arange(seq)[None, :]  # (rows, seq)
+        picked = jnp.take_along_axis(by_offset, jnp.clip(offset, 0)[None], axis=-1)
+        return jnp.where(offset >= 0, picked, 0.0)
 
     def _pattern(self, scores: Float[Array, "heads q s"], mask: Bool[Array, "q s"]
                  ) -> Float[Array, "heads q s"]:
