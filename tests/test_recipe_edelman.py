@@ -3,6 +3,9 @@ clamp, config errors, and a tiny run end to end."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,9 +17,13 @@ from iclab.recipes.edelman import (
     headline_numbers,
     previous_token_clamp,
     seed_numbers,
+    seed_rows,
     stage_steps,
+    strategy_losses,
 )
 from iclab.runs import load_run
+from iclab.tasks import InContextMarkovChain
+from iclab.tasks.markov import evaluation_sets
 
 pytestmark = pytest.mark.usefixtures("quick_compiles")  # the tiny run is mostly compiling
 
@@ -48,7 +55,7 @@ PAPER_LIKE = [(0.5, 0.6, 0.7), (0.02, 0.06, 0.15), (0.09, 0.015, 0.13), (0.1, 0.
 
 def test_stages_and_seed_numbers_from_a_hand_made_table():
     evals = _evals(PAPER_LIKE)
-    assert stage_steps(evals, 0) == {"unigram_step": 200, "bigram_step": 400}
+    assert stage_steps(seed_rows(evals, 0)) == {"unigram_step": 200, "bigram_step": 400}
     numbers = seed_numbers(evals, 0, n_layers=2)
     # The least KL(unigram) / min(KL(uniform), KL(bigram)) after step 0: 0.015 / 0.09.
     assert numbers["plateau_ratio"] == pytest.approx(0.015 / 0.09)
@@ -58,7 +65,7 @@ def test_stages_and_seed_numbers_from_a_hand_made_table():
     assert numbers["L1_induction"] == pytest.approx(0.85)
     assert numbers["L0_induction"] == pytest.approx(0.1)
     never = _evals([(0.5, 0.6, 0.7), (0.02, 0.06, 0.15)])
-    assert stage_steps(never, 0) == {"unigram_step": None, "bigram_step": None}
+    assert stage_steps(seed_rows(never, 0)) == {"unigram_step": None, "bigram_step": None}
 
 
 def _headline(default: list, doubly: list, clamped: list, **heads) -> dict:
@@ -119,6 +126,28 @@ def test_a_variant_seed_that_never_reaches_bigram_fails_its_claim():
     found = claims(headline, ("doubly-stochastic",))
     assert not found["doubly_stochastic_faster"].passed
     assert found["doubly_stochastic_faster"].value == np.inf
+
+
+def test_strategy_losses_use_the_tasks_prior():
+    """The plateau levels are each strategy's cross-entropy under the task's own prior: with
+    concentration 0.3 the bigram level is the Dirichlet(0.3) posterior's loss, computed
+    here per sequence with NumPy, and differs from the Dirichlet(1) one."""
+    task = InContextMarkovChain(n_states=3, seq_len=20, concentration=0.3)
+    levels = strategy_losses(task, 7, 64)
+    episodes = evaluation_sets(task, jax.random.key(7), 64)["held_out"]
+    tokens, targets = np.asarray(episodes.inputs), np.asarray(episodes.targets)
+    by_hand = []
+    for seq, nxt in zip(tokens, targets, strict=True):
+        counts = np.zeros((3, 3))
+        for t in range(len(seq)):
+            if t:
+                counts[seq[t - 1], seq[t]] += 1
+            row = counts[seq[t]]
+            by_hand.append(-np.log((row[nxt[t]] + 0.3) / (row.sum() + 0.9)))
+    assert levels["bigram"] == pytest.approx(np.mean(by_hand), rel=1e-5)
+    flat = strategy_losses(dataclasses.replace(task, concentration=1.0), 7, 64)
+    assert abs(flat["bigram"] - levels["bigram"]) > 1e-3
+    assert levels["uniform"] == pytest.approx(np.log(3), rel=1e-6)
 
 
 def test_previous_token_clamp_reads_the_token_before():

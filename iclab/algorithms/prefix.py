@@ -146,6 +146,12 @@ def query_prefix_fits(learner: ContextLearner, episode: RegressionEpisode
     return learner.prefix_fits(episode.context_x, episode.context_y, queries)[1:]
 
 
+def point_fits(learner: ContextLearner, episode: RegressionEpisode) -> Float[Array, " points"]:
+    """One episode's points n = 0 … N, each predicted from the n pairs before it."""
+    queries = jnp.concatenate([episode.context_x, episode.query_x[None]])
+    return learner.prefix_fits(episode.context_x, episode.context_y, queries)
+
+
 @eqx.filter_jit
 def next_point_predictions(learner: ContextLearner, episodes: RegressionEpisode,
                            chunk: int = 32) -> Float[Array, "batch points"]:
@@ -156,12 +162,7 @@ def next_point_predictions(learner: ContextLearner, episodes: RegressionEpisode,
     on the interleaved prompt, scored against ``concat(context_y, query_y)``.
     """
     require(chunk >= 1, "chunk", chunk, "must be an integer >= 1")
-
-    def one(episode: RegressionEpisode) -> Float[Array, " points"]:
-        queries = jnp.concatenate([episode.context_x, episode.query_x[None]])
-        return learner.prefix_fits(episode.context_x, episode.context_y, queries)
-
-    return map_episodes(one, episodes, chunk)
+    return map_episodes(functools.partial(point_fits, learner), episodes, chunk)
 
 
 @eqx.filter_jit

@@ -14,10 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import equinox as eqx
-import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from iclab.algorithms.prefix import ContextLearner, map_episodes, query_prefix_fits
+from iclab.algorithms.prefix import (
+    ContextLearner,
+    map_episodes,
+    point_fits,
+    query_prefix_fits,
+)
 from iclab.config import require
 from iclab.tasks.episode import RegressionEpisode
 
@@ -94,8 +98,6 @@ def oracle_point_predictions(learner: ContextLearner, supports: Int[Array, "conc
     require(chunk >= 1, "chunk", chunk, "must be an integer >= 1")
 
     def one(episode: RegressionEpisode) -> Float[Array, " points"]:
-        queries = jnp.concatenate([episode.context_x, episode.query_x[None]])
-        return OnCoordinates(learner, supports[episode.task_id]).prefix_fits(
-            episode.context_x, episode.context_y, queries)
+        return point_fits(OnCoordinates(learner, supports[episode.task_id]), episode)
 
     return map_episodes(one, episodes, chunk)

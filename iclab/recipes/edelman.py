@@ -34,7 +34,7 @@ from iclab.algorithms import markov_strategies
 from iclab.analysis import markov_probe
 from iclab.config import Seeds, require, to_dict
 from iclab.formats import StateTokens
-from iclab.models import TransformerConfig, clamp, model_size
+from iclab.models import Intervention, TransformerConfig, clamp, model_size
 from iclab.plotting import COLORS, save, subplots
 from iclab.recipes.registry import Figure, Recipe, RunContext, register
 from iclab.results import Claim, Number, RecipeResult, Summary, claim, over_seeds
@@ -110,7 +110,7 @@ def quick() -> EdelmanConfig:
     return EdelmanConfig(seeds=1, train=dataclasses.replace(EdelmanConfig.train, steps=3000))
 
 
-def previous_token_clamp(seq_len: int, n_heads: int) -> dict:
+def previous_token_clamp(seq_len: int, n_heads: int) -> dict[str, Intervention]:
     """Layer 1's pattern held on the previous token: position t reads t − 1, position 0
     itself (the first layer of a statistical induction head, perfect from the start)."""
     reads = np.maximum(np.arange(seq_len) - 1, 0)
@@ -146,8 +146,9 @@ def strategy_losses(task: InContextMarkovChain, eval_seed: int, size: int
     episodes = evaluation_sets(task, jax.random.key(eval_seed), size)["held_out"]
 
     def losses(tokens: jax.Array, targets: jax.Array) -> dict[str, jax.Array]:
+        strategies = markov_strategies(tokens, task.n_states, task.order, task.concentration)
         return {name: -jnp.mean(jnp.log(jnp.take_along_axis(probs, targets[:, None], 1)))
-                for name, probs in markov_strategies(tokens, task.n_states).items()}
+                for name, probs in strategies.items()}
 
     per_sequence = jax.vmap(losses)(episodes.inputs, episodes.targets)
     return {name: float(jnp.mean(values)) for name, values in per_sequence.items()}
@@ -159,10 +160,14 @@ def closest_strategy(evals: pd.DataFrame) -> pd.Series:
     return evals[columns].idxmin(axis=1).str.removeprefix("eval_kl_")
 
 
-def stage_steps(evals: pd.DataFrame, seed: int) -> dict[str, int | None]:
-    """One seed's stages: the first evaluation step (after step 0) at which the model is
-    closest to the unigram strategy, and to the bigram strategy (None if never)."""
-    rows = evals[(evals.seed == seed) & (evals.step > 0)].sort_values("step")
+def seed_rows(evals: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """One seed's evaluations after step 0 (the untrained model), in order."""
+    return evals[(evals.seed == seed) & (evals.step > 0)].sort_values("step")
+
+
+def stage_steps(rows: pd.DataFrame) -> dict[str, int | None]:
+    """One seed's stages from its :func:`seed_rows`: the first evaluation step at which the
+    model is closest to the unigram strategy, and to the bigram strategy (None if never)."""
     closest = closest_strategy(rows)
     return {f"{name}_step": (int(rows.step[closest == name].iloc[0])
                              if (closest == name).any() else None)
@@ -178,12 +183,12 @@ def seed_numbers(evals: pd.DataFrame, seed: int, n_layers: int) -> SeedNumbers:
     KL to unigram over the smaller KL to uniform or bigram; < 1 where the model is closest
     to unigram), the final KLs, the final head scores (best head per layer) and the peak
     over training of layer 1's best previous-token score."""
-    rows = evals[(evals.seed == seed) & (evals.step > 0)].sort_values("step")
+    rows = seed_rows(evals, seed)
     kl = {name: rows[f"eval_kl_{name}"].to_numpy() for name in STRATEGIES}
     plateau = kl["unigram"] / np.minimum(kl["uniform"], kl["bigram"])
     final = rows.iloc[-1]
     numbers: SeedNumbers = {
-        **stage_steps(evals, seed),
+        **stage_steps(rows),
         "plateau_ratio": float(np.min(plateau)),
         **{f"final_kl_{name}": float(final[f"eval_kl_{name}"]) for name in STRATEGIES},
         "final_loss": float(final.eval_loss),

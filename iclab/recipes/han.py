@@ -387,7 +387,7 @@ def _decodability(store: RunStore, config: dict) -> Figure:
     return "decodability.png", ("Concept decodability (k-NN on the last token's residual stream, "
                                 "held-out half of the evaluation prompts) at every layer over "
                                 "training, the claims' layer thick, and the evaluation loss "
-                                "(dashed, right axis; Han et al. 2024, Fig. 2).")
+                                "(dashed, right axis).")
 
 
 PCA_CHECKPOINTS = 4
@@ -412,8 +412,7 @@ def _projections(store: RunStore, results: dict, config: dict) -> Figure:
     save(figure, store.figures / "projections.png")
     return "projections.png", (f"The last token's residual stream after layer {layer} of the "
                                "first seed, projected on its first two principal components at "
-                               "a few points of training, coloured by the prompt's concept "
-                               "(Han et al. 2024 show UMAP projections).")
+                               "a few points of training, coloured by the prompt's concept.")
 
 
 def principal_components(features: np.ndarray, count: int) -> np.ndarray:
