@@ -175,6 +175,7 @@ def test_finite_pool_reuses_its_functions(getkey):
     ({"function": "boolean"}, "task.inputs"),
     ({"function": "boolean", "inputs": "binary", "covariance": "skewed"}, "task.covariance"),
     ({"function": "boolean", "inputs": "binary", "dim": 17}, "task.dim"),
+    ({"function": "boolean", "inputs": "binary", "x_scale": 2.0}, "task.x_scale"),
 ])
 def test_bad_options_name_the_field(changes, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as error:

@@ -127,8 +127,8 @@ class HochreiterConfig(Seeds):
 def baselines(config: HochreiterConfig, tuning: RegressionEpisode) -> dict[str, ContextLearner]:
     """The ReLU MLP trained by SGD on the prefix and k-NN on the inputs; for quadratics
     least squares and online SGD on the quadratic features, for Boolean functions the
-    truth-table lookup (their Bayes predictor). Both SGD rates are tuned on ``tuning`` for
-    the least error over every point."""
+    truth-table lookup (their Bayes predictor). Every SGD rate (the MLP's; online SGD's on
+    quadratics) is tuned on ``tuning`` for the least error over every point."""
     (mlp_lr,), _ = log_grid_search(
         lambda p: AdamNet(hidden=config.mlp_hidden, steps=config.mlp_steps, lr=p[0],
                           optimiser="sgd"),

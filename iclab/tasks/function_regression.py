@@ -123,9 +123,9 @@ class FunctionRegression:
             require(self.inputs == "binary", "task.inputs", self.inputs,
                     "must be 'binary' for task.function='boolean' (a truth table is read at "
                     "bits)")
-            require(self.covariance == "identity" and self.x_scale == 1.0, "task.covariance",
-                    self.covariance, "must be 'identity', with task.x_scale = 1, for "
-                    "task.function='boolean' (inputs stay bits)")
+            for name, plain in (("covariance", "identity"), ("x_scale", 1.0)):
+                require(getattr(self, name) == plain, f"task.{name}", getattr(self, name),
+                        f"must be {plain!r} for task.function='boolean' (inputs stay bits)")
             require(self.dim <= MAX_BOOLEAN_DIM, "task.dim", self.dim,
                     f"must be at most {MAX_BOOLEAN_DIM} for task.function='boolean' (a truth "
                     "table of 2^d rows)")
